@@ -1,0 +1,91 @@
+"""Self-checking exercises: friendly verdicts that work with nbgrader.
+
+An exercise puts its answer between ``### BEGIN SOLUTION`` / ``### END SOLUTION``; nbgrader's
+student version replaces that region with ``raise NotImplementedError()``. The check cell then calls
+one of these functions, which prints a verdict and raises ``ExerciseFailed`` (an ``AssertionError``,
+so autograders count it as a failure) with a message saying what was expected and what was found.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+PASS, FAIL = "✅", "❌"
+
+
+class ExerciseFailed(AssertionError):
+    """Raised by a check that did not pass; the message is meant for the student."""
+
+
+def _fail(name: str, message: str) -> None:
+    print(f"{FAIL} {name}: {message}")
+    raise ExerciseFailed(f"{name}: {message}")
+
+
+def _ok(name: str, message: str = "correct") -> bool:
+    print(f"{PASS} {name}: {message}")
+    return True
+
+
+def answer_of(name: str, fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` and return its result, turning 'not done yet' into a friendly failure.
+
+    ``NotImplementedError`` (the nbgrader placeholder) and ``NameError`` (a variable never
+    defined) become "not answered yet" instead of a traceback.
+    """
+    try:
+        return fn()
+    except NotImplementedError:
+        _fail(name, "not answered yet: replace `raise NotImplementedError()` with your code")
+    except NameError as e:
+        _fail(name, f"not answered yet ({e}); run the exercise cell first")
+
+
+def check_close(name: str, got: Any, expected: Any, atol: float = 1e-6, rtol: float = 0.0) -> bool:
+    """Pass if ``got`` equals ``expected`` elementwise within ``atol + rtol*|expected|``."""
+    if got is None:
+        _fail(name, "the answer is still None")
+    got_a = np.asarray(getattr(got, "detach", lambda: got)(), dtype=float)
+    exp_a = np.asarray(getattr(expected, "detach", lambda: expected)(), dtype=float)
+    if got_a.shape != exp_a.shape:
+        _fail(name, f"expected shape {exp_a.shape}, found shape {got_a.shape}")
+    if not np.all(np.isfinite(got_a)):
+        _fail(name, "the answer contains NaN or infinity")
+    err = float(np.max(np.abs(got_a - exp_a))) if got_a.size else 0.0
+    if not np.allclose(got_a, exp_a, atol=atol, rtol=rtol):
+        shown = np.array2string(exp_a, precision=4, threshold=6)
+        found = np.array2string(got_a, precision=4, threshold=6)
+        _fail(name, f"expected {shown}, found {found} (largest difference {err:.3g} > {atol:g})")
+    return _ok(name, f"correct (largest difference {err:.1e})")
+
+
+def check_equal(name: str, got: Any, expected: Any) -> bool:
+    """Pass if ``got == expected`` (for lists, strings, ints, tuples)."""
+    if got is None and expected is not None:
+        _fail(name, "the answer is still None")
+    if got != expected:
+        _fail(name, f"expected {expected!r}, found {got!r}")
+    return _ok(name)
+
+
+def check_true(name: str, condition: bool, hint: str) -> bool:
+    """Pass if ``condition`` holds; otherwise fail with ``hint`` (say what should be true)."""
+    if not condition:
+        _fail(name, hint)
+    return _ok(name)
+
+
+def check_function(name: str, fn: Callable, cases: list[tuple[tuple, Any]], atol: float = 1e-6) -> bool:
+    """Call ``fn(*args)`` for each ``(args, expected)`` in ``cases`` and compare with ``check_close``."""
+    if not callable(fn):
+        _fail(name, f"expected a function, found {type(fn).__name__}")
+    for i, (args, expected) in enumerate(cases, 1):
+        got = answer_of(name, lambda: fn(*args))
+        try:
+            check_close(f"{name} (case {i}/{len(cases)})", got, expected, atol=atol)
+        except ExerciseFailed:
+            raise
+        except (TypeError, ValueError) as e:
+            _fail(name, f"case {i}: the result could not be compared ({e})")
+    return _ok(name, f"all {len(cases)} cases pass")

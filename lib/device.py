@@ -1,0 +1,99 @@
+"""Where computations run, and how to make them repeatable.
+
+``get_device()`` picks CUDA, then Apple MPS, then CPU, so that every notebook runs unchanged on a
+laptop or a GPU machine. ``seed_everything`` seeds every random generator the course uses.
+"""
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import os
+import platform
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Return the best available device: CUDA, then MPS, then CPU.
+
+    ``prefer`` ("cpu", "cuda", "mps") forces a choice; asking for an absent accelerator raises
+    ``ValueError`` rather than silently falling back. The environment variable ``COURSE_DEVICE``
+    does the same for a whole session (e.g. ``COURSE_DEVICE=cpu`` on a GPU machine).
+    """
+    prefer = prefer or os.environ.get("COURSE_DEVICE")
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if prefer is not None:
+        if prefer not in available:
+            raise ValueError(f"prefer must be one of {sorted(available)}, got {prefer!r}")
+        if not available[prefer]:
+            raise ValueError(f"device {prefer!r} was asked for but is not available here")
+        return torch.device(prefer)
+    for name in ("cuda", "mps"):
+        if available[name]:
+            return torch.device(name)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, PyTorch (CPU and CUDA) and, if already imported, TensorFlow/Keras.
+
+    With ``deterministic=True`` PyTorch is asked to use deterministic algorithms (``warn_only`` so
+    that an op without a deterministic version warns instead of failing on a GPU).
+    TensorFlow is never imported here: importing it costs seconds, so it is seeded only when a
+    notebook has already loaded it (``lib.keras_models`` seeds it again after its lazy import).
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        # cuBLAS needs this for deterministic matrix products on CUDA >= 10.2
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if "keras" in sys.modules:
+        sys.modules["keras"].utils.set_random_seed(seed)
+    elif "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].random.set_seed(seed)
+
+
+def package_version(name: str) -> str:
+    """Installed version of a distribution, read from its metadata (no import), or 'not installed'."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment_report(packages: tuple[str, ...] = (
+        "torch", "tensorflow", "keras", "numpy", "scikit-learn", "matplotlib", "ipywidgets",
+        "transformers")) -> dict[str, str]:
+    """A dict describing this machine: Python, package versions (from metadata, so TensorFlow is
+    not imported), CPU count, the device ``get_device()`` picks and what it is."""
+    device = get_device()
+    if device.type == "cuda":
+        detail = torch.cuda.get_device_name(device)
+    elif device.type == "mps":
+        detail = "Apple GPU (Metal)"
+    else:
+        detail = platform.processor() or platform.machine()
+    report = {"python": platform.python_version(), "platform": platform.system()}
+    report.update({name: package_version(name) for name in packages})
+    report.update({"cpu cores": str(os.cpu_count()), "device": device.type, "device detail": detail})
+    return report
+
+
+def print_environment() -> None:
+    """Print ``environment_report()`` as an aligned two-column table."""
+    report = environment_report()
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")

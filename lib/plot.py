@@ -1,0 +1,80 @@
+"""Plotting helpers shared by the chapters. Every figure gets a title and labelled axes.
+
+Figures stay small (``FIGSIZE``, ``DPI``) so that stored notebooks stay small.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+FIGSIZE = (6, 4)
+DPI = 72
+plt.rcParams.update({"figure.dpi": DPI, "figure.figsize": FIGSIZE, "axes.grid": True, "grid.alpha": 0.3})
+
+
+def plot_history(history, ax=None, title: str = "Training history"):
+    """Loss curves of a ``lib.train.History`` (train and validation), accuracy on a twin axis."""
+    ax = ax or plt.subplots()[1]
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    for key in ("train_loss", "val_loss"):
+        if key in history:
+            ax.plot(epochs, history[key], label=key.replace("_", " "))
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    lines, labels = ax.get_legend_handles_labels()
+    if "val_accuracy" in history or "train_accuracy" in history:
+        ax2 = ax.twinx()
+        for key, style in (("train_accuracy", ":"), ("val_accuracy", "--")):
+            if key in history:
+                ax2.plot(epochs, history[key], style, label=key.replace("_", " "))
+        ax2.set_ylabel("accuracy")
+        ax2.grid(False)
+        more = ax2.get_legend_handles_labels()
+        lines, labels = lines + more[0], labels + more[1]
+    ax.legend(lines, labels, loc="center right")
+    return ax
+
+
+def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray,
+                      ax=None, title: str = "Decision boundary", resolution: int = 200):
+    """Shade the class ``predict`` gives over a grid around ``X: (n, 2)``; scatter the points.
+
+    ``predict`` maps a ``(m, 2)`` array to ``(m,)`` class labels.
+    """
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"X must have shape (n, 2); got {X.shape}")
+    ax = ax or plt.subplots()[1]
+    pad = 0.5
+    xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, resolution)
+    ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    z = np.asarray(predict(np.c_[gx.ravel(), gy.ravel()].astype(X.dtype))).reshape(gx.shape)
+    ax.contourf(gx, gy, z, alpha=0.25, cmap="coolwarm", levels=np.arange(z.max() + 2) - 0.5)
+    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", s=12, edgecolors="k", linewidths=0.3)
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
+    return ax
+
+
+def image_grid(images: np.ndarray, labels: Sequence | None = None, ncols: int = 10,
+               title: str = "", cmap: str = "gray_r", size: float = 0.9):
+    """Show ``images: (n, H, W)`` or ``(n, 1, H, W)`` in a grid, each with an optional label."""
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (n, H, W) or (n, 1, H, W); got {images.shape}")
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap=cmap)
+            if labels is not None:
+                ax.set_title(str(labels[i]), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
