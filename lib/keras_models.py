@@ -7,6 +7,7 @@ Chapter-specific Keras models live next to their PyTorch twins (e.g. ``lib.cnn``
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -20,13 +21,16 @@ def load_keras(seed: int | None = 0):
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bitwise-repeatable CPU results
     if "keras" not in sys.modules:
-        import absl.logging
+        with _stderr_fd_silenced():
+            import absl.logging
 
-        absl.logging.set_verbosity(absl.logging.ERROR)
+            absl.logging.set_verbosity(absl.logging.ERROR)
+            import keras
+            import tensorflow as tf
+
+            tf.get_logger().setLevel("ERROR")
+            tf.constant(0.0) + 1.0  # the first op logs too (device discovery); let it log here
     import keras
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     return keras
@@ -38,3 +42,24 @@ def keras_version() -> str:
     import tensorflow as tf
 
     return f"keras {keras.__version__} / tensorflow {tf.__version__}"
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    """Point file descriptor 2 at /dev/null for a moment.
+
+    TensorFlow's C++ core writes its start-up lines ("Could not find cuda drivers", absl's
+    "before InitializeLog") straight to the process's stderr, past Python and past
+    TF_CPP_MIN_LOG_LEVEL. They tell a student nothing, so the import happens with fd 2 closed off.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
