@@ -54,10 +54,15 @@ def check_close(name: str, got: Any, expected: Any, atol: float = 1e-6, rtol: fl
         _fail(name, "the answer contains NaN or infinity")
     err = float(np.max(np.abs(got_a - exp_a))) if got_a.size else 0.0
     if not np.allclose(got_a, exp_a, atol=atol, rtol=rtol):
-        shown = np.array2string(exp_a, precision=4, threshold=6)
-        found = np.array2string(got_a, precision=4, threshold=6)
+        shown, found = _show(exp_a), _show(got_a)
         _fail(name, f"expected {shown}, found {found} (largest difference {err:.3g} > {atol:g})")
     return _ok(name, f"correct (largest difference {err:.1e})")
+
+
+def _show(a: np.ndarray) -> str:
+    if a.ndim == 0:
+        return f"{float(a):.6g}"
+    return np.array2string(a, precision=4, threshold=6)
 
 
 def check_equal(name: str, got: Any, expected: Any) -> bool:

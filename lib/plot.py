@@ -78,3 +78,25 @@ def image_grid(images: np.ndarray, labels: Sequence | None = None, ncols: int = 
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def contour_path(loss: Callable[[np.ndarray, np.ndarray], np.ndarray], paths: dict[str, np.ndarray],
+                 extent: tuple[float, float, float, float], ax=None, title: str = "Loss surface",
+                 labels: tuple[str, str] = ("$w$", "$b$"), optimum: Sequence[float] | None = None):
+    """Contours of ``loss(W, B)`` over ``extent=(x0, x1, y0, y1)`` with optimizer paths drawn on top.
+
+    ``paths`` maps a legend label to a ``(steps, 2)`` array of iterates.
+    """
+    ax = ax or plt.subplots()[1]
+    xs, ys = np.linspace(extent[0], extent[1], 150), np.linspace(extent[2], extent[3], 150)
+    gx, gy = np.meshgrid(xs, ys)
+    z = loss(gx, gy)
+    ax.contour(gx, gy, z, levels=np.geomspace(max(z.min(), 1e-3), z.max(), 20), cmap="viridis", linewidths=0.8)
+    for label, path in paths.items():
+        path = np.asarray(path)
+        ax.plot(path[:, 0], path[:, 1], ".-", ms=3, lw=1, label=f"{label} ({len(path) - 1} steps)")
+    if optimum is not None:
+        ax.plot(*optimum, "r*", ms=12, label="minimum")
+    ax.set(xlim=extent[:2], ylim=extent[2:], xlabel=labels[0], ylabel=labels[1], title=title)
+    ax.legend(fontsize=8, loc="upper right")
+    return ax

@@ -1,0 +1,265 @@
+"""A scalar reverse-mode autograd engine (chapter 02), in the spirit of micrograd.
+
+A ``Value`` holds a number (``data``), the gradient of the final output with respect to it
+(``grad``), and how it was made (its parents and the local derivative rule). ``backward()`` visits
+the graph in reverse topological order and applies the chain rule once per edge, which is exactly
+what ``torch.autograd`` and ``tf.GradientTape`` do for tensors.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Callable, Iterable
+
+
+class Value:
+    """A scalar node of a computational graph."""
+
+    __slots__ = ("data", "grad", "_parents", "_backward", "op", "label")
+
+    def __init__(self, data: float, _parents: tuple["Value", ...] = (), op: str = "", label: str = "") -> None:
+        if isinstance(data, Value):
+            raise TypeError("Value(data) takes a number, got a Value; use it directly")
+        self.data = float(data)
+        self.grad = 0.0
+        self._parents = _parents
+        self._backward: Callable[[], None] = lambda: None  # sends self.grad to the parents
+        self.op = op
+        self.label = label
+
+    def __repr__(self) -> str:
+        name = f"{self.label}=" if self.label else ""
+        return f"Value({name}{self.data:.4g}, grad={self.grad:.4g})"
+
+    # -- arithmetic: each op computes its output and remembers its local derivatives
+    def __add__(self, other) -> "Value":
+        other = _lift(other)
+        out = Value(self.data + other.data, (self, other), "+")
+
+        def _backward() -> None:
+            self.grad += out.grad
+            other.grad += out.grad
+        out._backward = _backward
+        return out
+
+    def __mul__(self, other) -> "Value":
+        other = _lift(other)
+        out = Value(self.data * other.data, (self, other), "*")
+
+        def _backward() -> None:
+            self.grad += other.data * out.grad
+            other.grad += self.data * out.grad
+        out._backward = _backward
+        return out
+
+    def __pow__(self, exponent: float) -> "Value":
+        if not isinstance(exponent, (int, float)):
+            raise TypeError(f"only constant exponents are supported, got {type(exponent).__name__}")
+        out = Value(self.data ** exponent, (self,), f"**{exponent:g}")
+
+        def _backward() -> None:
+            self.grad += exponent * self.data ** (exponent - 1) * out.grad
+        out._backward = _backward
+        return out
+
+    def _unary(self, value: float, local_grad: float, op: str) -> "Value":
+        out = Value(value, (self,), op)
+
+        def _backward() -> None:
+            self.grad += local_grad * out.grad
+        out._backward = _backward
+        return out
+
+    def exp(self) -> "Value":
+        e = math.exp(self.data)
+        return self._unary(e, e, "exp")
+
+    def log(self) -> "Value":
+        if self.data <= 0:
+            raise ValueError(f"log needs a positive input, got {self.data}")
+        return self._unary(math.log(self.data), 1.0 / self.data, "log")
+
+    def tanh(self) -> "Value":
+        t = math.tanh(self.data)
+        return self._unary(t, 1.0 - t * t, "tanh")
+
+    def sigmoid(self) -> "Value":
+        s = 1.0 / (1.0 + math.exp(-self.data))
+        return self._unary(s, s * (1.0 - s), "sigmoid")
+
+    def relu(self) -> "Value":
+        return self._unary(max(self.data, 0.0), float(self.data > 0), "relu")
+
+    def __neg__(self) -> "Value":
+        return self * -1.0
+
+    def __sub__(self, other) -> "Value":
+        return self + (-_lift(other))
+
+    def __truediv__(self, other) -> "Value":
+        return self * _lift(other) ** -1
+
+    def __radd__(self, other) -> "Value":
+        return self + other
+
+    def __rmul__(self, other) -> "Value":
+        return self * other
+
+    def __rsub__(self, other) -> "Value":
+        return _lift(other) - self
+
+    def __rtruediv__(self, other) -> "Value":
+        return _lift(other) / self
+
+    # -- reverse mode
+    def topological_order(self) -> list["Value"]:
+        """Every node this one depends on, each after all of its parents."""
+        order, seen = [], set()
+        stack = [(self, False)]
+        while stack:  # iterative depth-first search: deep graphs must not hit the recursion limit
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+            elif id(node) not in seen:
+                seen.add(id(node))
+                stack.append((node, True))
+                stack.extend((p, False) for p in node._parents if id(p) not in seen)
+        return order
+
+    def backward(self) -> None:
+        """Fill ``grad`` of every node with d(self)/d(node). Gradients accumulate: zero them between steps."""
+        order = self.topological_order()
+        for node in order:
+            node.grad = 0.0
+        self.grad = 1.0
+        for node in reversed(order):
+            node._backward()
+
+
+def _lift(x) -> Value:
+    if isinstance(x, Value):
+        return x
+    if isinstance(x, (int, float)):
+        return Value(x)
+    raise TypeError(f"cannot combine a Value with {type(x).__name__}")
+
+
+# --------------------------------------------------------------------------- a tiny neural network
+class Neuron:
+    """``act(w . x + b)`` with ``nin`` inputs; ``act`` is "tanh", "relu" or "linear"."""
+
+    def __init__(self, nin: int, act: str = "tanh", rng: random.Random | None = None) -> None:
+        if act not in ("tanh", "relu", "linear"):
+            raise ValueError(f"act must be 'tanh', 'relu' or 'linear'; got {act!r}")
+        rng = rng or random.Random(0)
+        scale = 1.0 / math.sqrt(nin)  # keeps pre-activations of order 1 whatever the fan-in
+        self.w = [Value(rng.uniform(-scale, scale)) for _ in range(nin)]
+        self.b = Value(0.0)
+        self.act = act
+
+    def __call__(self, x: list) -> Value:
+        if len(x) != len(self.w):
+            raise ValueError(f"expected {len(self.w)} inputs, got {len(x)}")
+        z = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        return z if self.act == "linear" else getattr(z, self.act)()
+
+    def parameters(self) -> list[Value]:
+        return [*self.w, self.b]
+
+
+class MLP:
+    """Fully connected layers of ``Neuron``s: ``MLP(2, [16, 16, 1])``; the last layer is linear."""
+
+    def __init__(self, nin: int, sizes: list[int], act: str = "tanh", seed: int = 0) -> None:
+        rng = random.Random(seed)
+        dims = [nin, *sizes]
+        self.layers = [[Neuron(dims[i], act if i < len(sizes) - 1 else "linear", rng)
+                        for _ in range(dims[i + 1])] for i in range(len(sizes))]
+
+    def __call__(self, x: Iterable) -> list[Value]:
+        out = list(x)
+        for layer in self.layers:
+            out = [neuron(out) for neuron in layer]
+        return out
+
+    def parameters(self) -> list[Value]:
+        return [p for layer in self.layers for neuron in layer for p in neuron.parameters()]
+
+
+# --------------------------------------------------------------------------- random expressions
+UNARY = ("tanh", "exp", "sigmoid", "relu", "square")
+BINARY = ("+", "-", "*", "/")
+
+
+def random_expression(n_inputs: int, n_ops: int = 12, seed: int = 0) -> Callable:
+    """A random differentiable expression ``f(xs, ops)`` of ``n_inputs`` scalars.
+
+    ``ops`` maps "tanh", "exp", "sigmoid", "relu" to the backend's functions, so the *same*
+    expression can be evaluated with ``Value``s, torch tensors or TensorFlow tensors and the three
+    gradients compared. Divisions are by ``1 + b**2`` so the expression is defined everywhere.
+    """
+    rng = random.Random(seed)
+    program = []  # (op, i, j): combine earlier intermediate results i and j
+    for k in range(n_ops):
+        available = n_inputs + k
+        if rng.random() < 0.4:
+            program.append((rng.choice(UNARY), rng.randrange(available), None))
+        else:
+            program.append((rng.choice(BINARY), rng.randrange(available), rng.randrange(available)))
+
+    def f(xs, ops):
+        if len(xs) != n_inputs:
+            raise ValueError(f"expected {n_inputs} inputs, got {len(xs)}")
+        vals = list(xs)
+        for op, i, j in program:
+            a = vals[i]
+            if op == "square":
+                vals.append(a * a)
+            elif op in ops:
+                vals.append(ops[op](a))
+            elif op == "+":
+                vals.append(a + vals[j])
+            elif op == "-":
+                vals.append(a - vals[j])
+            elif op == "*":
+                vals.append(a * vals[j])
+            else:
+                vals.append(a / (vals[j] * vals[j] + 1.0))
+        # every op contributes to the output; "x * 0" keeps unused inputs in the graph (gradient 0)
+        zero = xs[0] * 0.0
+        for x in xs[1:]:
+            zero = zero + x * 0.0
+        return sum(vals[n_inputs:], zero)
+
+    return f
+
+
+VALUE_OPS = {name: (lambda name: lambda v: getattr(v, name)())(name) for name in ("tanh", "exp", "sigmoid", "relu")}
+
+
+def draw_graph(root: Value, ax=None, title: str = "Computational graph"):
+    """Draw the graph behind ``root`` left to right: each node shows its op, value and gradient."""
+    import matplotlib.pyplot as plt
+
+    order = root.topological_order()
+    depth: dict[int, int] = {}
+    for node in order:  # parents come first, so their depth is known
+        depth[id(node)] = 1 + max((depth[id(p)] for p in node._parents), default=-1)
+    columns: dict[int, list[Value]] = {}
+    for node in order:
+        columns.setdefault(depth[id(node)], []).append(node)
+    pos = {id(n): (d, i - (len(col) - 1) / 2) for d, col in columns.items() for i, n in enumerate(col)}
+    ax = ax or plt.subplots(figsize=(1.8 * len(columns) + 1, 0.9 * max(map(len, columns.values())) + 1))[1]
+    for node in order:
+        x, y = pos[id(node)]
+        for p in node._parents:
+            px, py = pos[id(p)]
+            ax.annotate("", (x - 0.28, y), (px + 0.28, py), arrowprops={"arrowstyle": "->", "color": "0.5"})
+        name = node.label or node.op or "input"
+        ax.text(x, y, f"{name}\n{node.data:.3g} | grad {node.grad:.3g}", ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round", "fc": "lightyellow" if node._parents else "lightblue", "ec": "0.4"})
+    ax.set(xlim=(-0.6, len(columns) - 0.4), title=title, xlabel="depth in the graph (inputs on the left)")
+    ax.set_yticks([])
+    ax.set_xticks(range(len(columns)))
+    ax.grid(False)
+    return ax

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from lib import check
+
+
+def test_pass_prints_tick(capsys):
+    assert check.check_close("mean", np.array([1.0, 2.0]), [1.0, 2.0 + 1e-9])
+    assert "✅ mean" in capsys.readouterr().out
+
+
+def test_wrong_value_names_expected_and_found(capsys):
+    with pytest.raises(check.ExerciseFailed, match="expected 2, found 3"):
+        check.check_close("x", 3.0, 2.0)
+    assert "❌ x" in capsys.readouterr().out
+
+
+def test_none_shape_and_nan_are_explained():
+    with pytest.raises(check.ExerciseFailed, match="still None"):
+        check.check_close("x", None, 1.0)
+    with pytest.raises(check.ExerciseFailed, match="expected shape"):
+        check.check_close("x", [1.0, 2.0], [1.0])
+    with pytest.raises(check.ExerciseFailed, match="NaN"):
+        check.check_close("x", float("nan"), 1.0)
+
+
+def test_unanswered_function_fails_helpfully():
+    def todo(x):
+        raise NotImplementedError()
+    with pytest.raises(check.ExerciseFailed, match="not answered yet"):
+        check.check_function("f", todo, [((1.0,), 2.0)])
+    with pytest.raises(check.ExerciseFailed, match="not answered yet"):
+        check.answer_of("y", lambda: undefined_name)  # noqa: F821
+
+
+def test_check_function_and_equal_and_true():
+    assert check.check_function("double", lambda x: 2 * x, [((1.0,), 2.0), ((3.0,), 6.0)])
+    with pytest.raises(check.ExerciseFailed, match="case 2/2"):
+        check.check_function("double", lambda x: x + 1, [((1.0,), 2.0), ((3.0,), 6.0)])
+    assert check.check_equal("s", "abc", "abc")
+    with pytest.raises(check.ExerciseFailed, match="expected 'abc'"):
+        check.check_equal("s", "abd", "abc")
+    with pytest.raises(check.ExerciseFailed, match="should be smaller"):
+        check.check_true("loss", False, "the loss should be smaller")
+    assert issubclass(check.ExerciseFailed, AssertionError)

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import torch
+
+from lib import data
+
+
+def test_digits_split_sizes_stratified_and_disjoint():
+    parts = {s: data.digits(s) for s in data.SPLITS}
+    assert [len(parts[s][1]) for s in data.SPLITS] == [1077, 360, 360]
+    for X, y in parts.values():
+        assert X.dtype == np.float32 and y.dtype == np.int64 and X.shape[1] == 64
+        assert 0.0 <= X.min() and X.max() <= 1.0
+        assert np.bincount(y, minlength=10).min() >= 0.08 * len(y)  # every class present in its share
+    rows = {s: {x.tobytes() for x in parts[s][0]} for s in data.SPLITS}
+    assert len(rows["train"] & rows["test"]) <= 2  # the original set has a couple of duplicate images
+
+
+def test_digits_is_deterministic_and_images_shape():
+    a, ya = data.digits("test")
+    b, yb = data.digits("test", images=True)
+    assert b.shape == (360, 1, 8, 8)
+    np.testing.assert_array_equal(a, b.reshape(360, 64))
+    np.testing.assert_array_equal(ya, yb)
+
+
+def test_digits_bad_split_names_valid_ones():
+    with pytest.raises(ValueError, match="'train', 'val', 'test'.*'tset'"):
+        data.digits(split="tset")
+
+
+def test_toy_and_linear_data():
+    X, y = data.toy_2d("moons", n=50)
+    assert X.shape == (50, 2) and set(y) == {0, 1}
+    assert data.toy_2d("blobs", n=30)[1].max() == 2
+    with pytest.raises(ValueError, match="moons"):
+        data.toy_2d("spirals")
+    x, t = data.linear_data(n=1000, w=3.0, b=1.0, noise=0.0)
+    np.testing.assert_allclose(t, 3 * x + 1)
+
+
+def test_mnist1d_sizes_and_cache(tmp_path, monkeypatch):
+    X, y = data.mnist1d("train")
+    Xt, yt = data.mnist1d("test")
+    assert X.shape == (4000, 40) and Xt.shape == (1000, 40) and set(y) == set(range(10))
+    with pytest.raises(ValueError, match="'train', 'test'"):
+        data.mnist1d("val")
+
+
+def test_sample_photo():
+    img = data.sample_photo("china")
+    assert img.shape == (427, 640, 3) and img.dtype == np.float32 and img.max() <= 1.0
+    assert data.sample_photo("flower", gray=True).shape == (427, 640)
+    with pytest.raises(ValueError):
+        data.sample_photo("cat")
+
+
+@pytest.mark.parametrize("task", data.SEQUENCE_TASKS)
+def test_sequence_tasks_correct_and_splits_disjoint(task):
+    src, tgt = data.sequence_task(task, "train", length=4, sizes=(500, 100, 100))
+    test_src, _ = data.sequence_task(task, "test", length=4, sizes=(500, 100, 100))
+    assert not ({r.tobytes() for r in src} & {r.tobytes() for r in test_src})
+    if task == "reverse":
+        np.testing.assert_array_equal(tgt, src[:, ::-1])
+    elif task == "sort":
+        np.testing.assert_array_equal(tgt, np.sort(src, axis=1))
+    else:
+        value = lambda digits: int("".join(map(str, digits)))
+        for s, t in zip(src[:20], tgt[:20]):
+            assert value(s[:4]) + value(s[4:]) == value(t)
+
+
+def test_sequence_task_errors():
+    with pytest.raises(ValueError, match="task must be one of"):
+        data.sequence_task("copy")
+    with pytest.raises(ValueError, match="distinct sequences"):
+        data.sequence_task("reverse", length=2, vocab=3)
+
+
+def test_make_loader_dtypes_and_reproducible_shuffle():
+    X, y = data.digits("val")
+    l1 = data.make_loader(X, y, batch_size=32, shuffle=True, seed=1)
+    l2 = data.make_loader(X, y, batch_size=32, shuffle=True, seed=1)
+    (xa, ya), (xb, yb) = next(iter(l1)), next(iter(l2))
+    assert xa.dtype == torch.float32 and ya.dtype == torch.int64
+    assert torch.equal(ya, yb)
+    with pytest.raises(ValueError, match="same length"):
+        data.make_loader(X, y[:-1])

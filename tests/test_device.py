@@ -1,0 +1,49 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lib.device import environment_report, get_device, package_version, seed_everything
+
+
+def test_get_device_is_available_device():
+    d = get_device()
+    assert d.type in ("cpu", "cuda", "mps")
+    assert get_device("cpu").type == "cpu"
+
+
+def test_get_device_rejects_unknown_and_absent():
+    with pytest.raises(ValueError, match="prefer must be one of"):
+        get_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            get_device("cuda")
+
+
+def test_seed_everything_makes_all_generators_repeatable():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+    seed_everything(3)
+    a = draw()
+    seed_everything(3)
+    assert draw() == a
+    seed_everything(4)
+    assert draw() != a
+
+
+def test_seed_everything_validates():
+    with pytest.raises(ValueError, match="non-negative int"):
+        seed_everything(-1)
+    with pytest.raises(ValueError):
+        seed_everything(1.5)
+
+
+def test_environment_report_reads_metadata_without_importing_tensorflow():
+    import sys
+    had_tf = "tensorflow" in sys.modules
+    report = environment_report()
+    assert report["torch"].startswith("2.13.0")
+    assert {"python", "device", "cpu cores"} <= set(report)
+    assert ("tensorflow" in sys.modules) == had_tf
+    assert package_version("surely-not-a-package-xyz") == "not installed"
