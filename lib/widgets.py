@@ -36,8 +36,11 @@ class InteractiveFigure(widgets.VBox):
 
     def redraw(self) -> Any:
         with plt.ioff():  # draw off-screen: the figure goes into the Image widget, not the cell
+            blank = plt.figure()  # draw() may use plt.plot or make its own figure with plt.subplots
             self.result = self.draw(**self.values())
             fig = plt.gcf()
+            if fig is not blank:
+                plt.close(blank)
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", bbox_inches="tight")
             plt.close(fig)
