@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test unit notebook notebooks clean-venv help
+.PHONY: lab test unit notebook notebooks student check-exercises clean-venv help
 
 help:
 	@echo "make lab        open JupyterLab on the first notebook (creates .venv on first use)"
@@ -12,6 +12,8 @@ help:
 	@echo "make unit       unit tests only (fast)"
 	@echo "make notebook NB=01_gradient_descent   rebuild one notebook from notebooks/src and execute it"
 	@echo "make notebooks  rebuild and execute every notebook"
+	@echo "make student    write student versions (solutions removed) to student/"
+	@echo "make check-exercises   run the student versions: every check must fail helpfully"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +35,12 @@ notebook: $(STAMP)
 
 notebooks: $(STAMP)
 	$(BIN)/python tools/nbbuild.py notebooks/src/*.py
+
+student: $(STAMP)
+	$(BIN)/python tools/student_version.py
+
+check-exercises: $(STAMP)
+	COURSE_TEST_STUDENT=1 $(BIN)/python -m pytest tests/test_exercises.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -249,16 +249,19 @@ def draw_graph(root: Value, ax=None, title: str = "Computational graph"):
     for node in order:
         columns.setdefault(depth[id(node)], []).append(node)
     pos = {id(n): (d, i - (len(col) - 1) / 2) for d, col in columns.items() for i, n in enumerate(col)}
-    ax = ax or plt.subplots(figsize=(1.8 * len(columns) + 1, 0.9 * max(map(len, columns.values())) + 1))[1]
+    tallest = max(map(len, columns.values()))
+    ax = ax or plt.subplots(figsize=(1.9 * len(columns) + 1, 0.75 * tallest + 1.2))[1]
     for node in order:
         x, y = pos[id(node)]
         for p in node._parents:
             px, py = pos[id(p)]
             ax.annotate("", (x - 0.28, y), (px + 0.28, py), arrowprops={"arrowstyle": "->", "color": "0.5"})
-        name = node.label or node.op or "input"
+        name = node.label or node.op or "constant"
         ax.text(x, y, f"{name}\n{node.data:.3g} | grad {node.grad:.3g}", ha="center", va="center", fontsize=8,
                 bbox={"boxstyle": "round", "fc": "lightyellow" if node._parents else "lightblue", "ec": "0.4"})
-    ax.set(xlim=(-0.6, len(columns) - 0.4), title=title, xlabel="depth in the graph (inputs on the left)")
+    half = (tallest - 1) / 2
+    ax.set(xlim=(-0.6, len(columns) - 0.4), ylim=(-half - 0.6, half + 0.6), title=title,
+           xlabel="depth in the graph (inputs on the left)")
     ax.set_yticks([])
     ax.set_xticks(range(len(columns)))
     ax.grid(False)

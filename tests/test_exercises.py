@@ -1,0 +1,61 @@
+"""Exercises: every chapter has at least three, each with a check, and without its solution each
+check fails helpfully (lib.check.ExerciseFailed), never with an obscure error.
+
+The last test executes the student version of every notebook, which costs as much as running the
+notebooks again; it runs when COURSE_TEST_STUDENT=1 (``make check-exercises``).
+"""
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from student_version import BEGIN, strip_solutions, student_notebook  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def exercise_cells(nb):
+    """Indices of code cells holding a solution region, each with the index of its check cell."""
+    cells = nb.cells
+    pairs = []
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "code" and BEGIN in cell.source:
+            later = [j for j in range(i, min(i + 4, len(cells)))
+                     if cells[j].cell_type == "code" and "check." in cells[j].source]
+            pairs.append((i, later[0] if later else None))
+    return pairs
+
+
+def test_strip_solutions_keeps_indentation():
+    src = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"
+    assert strip_solutions(src) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+    with pytest.raises(ValueError):
+        strip_solutions("### BEGIN SOLUTION\nx = 1\n")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_at_least_three_exercises_each_with_a_check(path):
+    pairs = exercise_cells(nbformat.read(path, as_version=4))
+    assert len(pairs) >= 3, f"{path.name}: {len(pairs)} exercises"
+    assert all(check is not None for _, check in pairs), f"{path.name}: an exercise has no check cell"
+
+
+@pytest.mark.skipif(os.environ.get("COURSE_TEST_STUDENT") != "1", reason="set COURSE_TEST_STUDENT=1")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_student_version_checks_fail_helpfully(path):
+    from nbclient import NotebookClient
+
+    nb = student_notebook(nbformat.read(path, as_version=4))
+    NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    for _, check in exercise_cells(nb):
+        errors = [o for o in nb.cells[check].outputs if o.output_type == "error"]
+        assert errors and errors[0].ename == "ExerciseFailed", (
+            f"{path.name} cell {check}: expected a friendly ExerciseFailed, got "
+            f"{[e.ename for e in errors] or 'no error'}")
+        text = "".join(o.get("text", "") for o in nb.cells[check].outputs if o.output_type == "stream")
+        assert "❌" in text

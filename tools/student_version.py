@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Write the student version of notebooks: solutions removed, outputs cleared.
+
+    python tools/student_version.py [notebooks/NN_name.ipynb ...] [--out student]
+
+Every region between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes
+``raise NotImplementedError()`` at the marker's indentation (what nbgrader's generate_assignment
+does), so the exercise's check cell reports "not answered yet" until the student fills it in.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
+def strip_solutions(source: str) -> str:
+    """Replace each solution region of a cell's source by ``raise NotImplementedError()``."""
+    out, inside = [], False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise ValueError("nested ### BEGIN SOLUTION")
+            inside = True
+            indent = re.match(r"\s*", line).group(0)
+            out.append(f"{indent}# YOUR CODE HERE")
+            out.append(f"{indent}raise NotImplementedError()")
+        elif stripped == END:
+            if not inside:
+                raise ValueError("### END SOLUTION without a matching BEGIN")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError("### BEGIN SOLUTION without a matching END")
+    return "\n".join(out)
+
+
+def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = strip_solutions(cell.source)
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("student"))
+    args = parser.parse_args()
+    paths = args.notebooks or sorted(Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        target = args.out / path.name
+        nbformat.write(student_notebook(nbformat.read(path, as_version=4)), target)
+        print(f"{path} -> {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
