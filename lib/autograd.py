@@ -127,7 +127,12 @@ class Value:
         return order
 
     def backward(self) -> None:
-        """Fill ``grad`` of every node with d(self)/d(node). Gradients accumulate: zero them between steps."""
+        """Fill ``grad`` of every node with d(self)/d(node).
+
+        Every gradient in the graph is reset first, so no ``zero_grad`` is needed between training
+        steps (unlike PyTorch, where ``.grad`` accumulates across ``backward()`` calls until zeroed).
+        Within one backward pass, contributions from several paths are summed.
+        """
         order = self.topological_order()
         for node in order:
             node.grad = 0.0

@@ -23,9 +23,9 @@ def _fail(name: str, message: str) -> None:
     raise ExerciseFailed(f"{name}: {message}")
 
 
-def _ok(name: str, message: str = "correct") -> bool:
+def _ok(name: str, message: str = "correct") -> None:
+    # returns None on purpose: a check cell then shows only the verdict line, not a stray "True"
     print(f"{PASS} {name}: {message}")
-    return True
 
 
 def answer_of(name: str, fn: Callable[[], Any]) -> Any:
@@ -42,7 +42,7 @@ def answer_of(name: str, fn: Callable[[], Any]) -> Any:
         _fail(name, f"not answered yet ({e}); run the exercise cell first")
 
 
-def check_close(name: str, got: Any, expected: Any, atol: float = 1e-6, rtol: float = 0.0) -> bool:
+def check_close(name: str, got: Any, expected: Any, atol: float = 1e-6, rtol: float = 0.0) -> None:
     """Pass if ``got`` equals ``expected`` elementwise within ``atol + rtol*|expected|``."""
     if got is None:
         _fail(name, "the answer is still None")
@@ -56,7 +56,14 @@ def check_close(name: str, got: Any, expected: Any, atol: float = 1e-6, rtol: fl
     if not np.allclose(got_a, exp_a, atol=atol, rtol=rtol):
         shown, found = _show(exp_a), _show(got_a)
         _fail(name, f"expected {shown}, found {found} (largest difference {err:.3g} > {atol:g})")
-    return _ok(name, f"correct (largest difference {err:.1e})")
+    _ok(name, f"correct (largest difference {err:.1e})")
+
+
+def _plain(x: Any) -> Any:
+    """NumPy arrays and scalars, and torch tensors, as plain Python values (lists, ints, floats)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return x.tolist() if isinstance(x, (np.ndarray, np.generic)) else x
 
 
 def _show(a: np.ndarray) -> str:
@@ -65,23 +72,24 @@ def _show(a: np.ndarray) -> str:
     return np.array2string(a, precision=4, threshold=6)
 
 
-def check_equal(name: str, got: Any, expected: Any) -> bool:
-    """Pass if ``got == expected`` (for lists, strings, ints, tuples)."""
+def check_equal(name: str, got: Any, expected: Any) -> None:
+    """Pass if ``got == expected`` (lists, strings, ints, tuples; arrays are compared as lists)."""
+    got, expected = _plain(got), _plain(expected)
     if got is None and expected is not None:
         _fail(name, "the answer is still None")
     if got != expected:
         _fail(name, f"expected {expected!r}, found {got!r}")
-    return _ok(name)
+    _ok(name)
 
 
-def check_true(name: str, condition: bool, hint: str) -> bool:
+def check_true(name: str, condition: bool, hint: str) -> None:
     """Pass if ``condition`` holds; otherwise fail with ``hint`` (say what should be true)."""
     if not condition:
         _fail(name, hint)
-    return _ok(name)
+    _ok(name)
 
 
-def check_function(name: str, fn: Callable, cases: list[tuple[tuple, Any]], atol: float = 1e-6) -> bool:
+def check_function(name: str, fn: Callable, cases: list[tuple[tuple, Any]], atol: float = 1e-6) -> None:
     """Call ``fn(*args)`` for each ``(args, expected)`` in ``cases`` and compare with ``check_close``."""
     if not callable(fn):
         _fail(name, f"expected a function, found {type(fn).__name__}")
@@ -93,4 +101,4 @@ def check_function(name: str, fn: Callable, cases: list[tuple[tuple, Any]], atol
             raise
         except (TypeError, ValueError) as e:
             _fail(name, f"case {i}: the result could not be compared ({e})")
-    return _ok(name, f"all {len(cases)} cases pass")
+    _ok(name, f"all {len(cases)} cases pass")

@@ -91,7 +91,8 @@ class Adam(Optimizer):
     ``m <- b1*m + (1-b1)*g``;  ``v <- b2*v + (1-b2)*g^2``;  ``m_hat = m/(1-b1^t)``;  ``v_hat = v/(1-b2^t)``;
     ``p <- p - lr * m_hat / (sqrt(v_hat) + eps)``  (``eps_mode="torch"``), or
     ``p <- p - lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``  (``eps_mode="keras"``).
-    Without the corrections the first steps would be far too small: m and v start at zero.
+    m and v start at zero, so early on they underestimate the gradient's moments; without the
+    corrections the first steps are several times too large (m is shrunk by 1-b1, sqrt(v) by sqrt(1-b2)).
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),

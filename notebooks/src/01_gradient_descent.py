@@ -96,13 +96,16 @@ grid = np.linspace(-2, 2, 2)
 axes[0].plot(grid, theta[0] * grid + theta[1], "r", label="fitted line")
 axes[0].set(title="The data and the fitted line", xlabel="x", ylabel="y")
 axes[0].legend()
-axes[1].semilogy(np.array(losses) - mse(*theta_ls) + 1e-16)
+axes[1].semilogy(np.array(losses) - mse(*theta_ls) + 1e-16)  # + 1e-16: log(0) is undefined
 axes[1].set(title="Gradient descent: excess loss $L - L^*$", xlabel="step", ylabel="$L(\\theta_t) - L(\\theta^*)$")
 plt.show()
 
 # %% [markdown]
-# The excess loss falls on a straight line in a log plot: gradient descent on a quadratic converges
-# *linearly* (a constant factor per step). That factor depends on the learning rate — next.
+# The excess loss $L(\theta_t) - L(\theta^*)$ falls on a straight line in a log plot: gradient descent
+# on a quadratic converges *linearly* (by a constant factor per step). After about 90 steps it reaches
+# $10^{-16}$, the rounding floor of float64 arithmetic (we add $10^{-16}$ so that the logarithm of an
+# exact zero stays defined), and the curve goes flat. The factor per step depends on the learning
+# rate — next.
 #
 # ## 3. The learning rate: too small, right, too large
 #
@@ -136,7 +139,8 @@ assert np.linalg.norm(diverged[-1] - theta_ls) > 10 > 1e-3 > np.linalg.norm(stab
 # The full gradient averages over all $n$ examples. With a million examples that is expensive, so in
 # practice each step uses a random **mini-batch** of $B$ examples: the gradient is then a noisy but
 # unbiased estimate of the full one. $B = 1$ is **stochastic gradient descent** (SGD); $B = n$ is
-# full-batch gradient descent. One **epoch** is one pass over the data.
+# full-batch gradient descent. One **epoch** is one pass over the data. All three runs below use the
+# same learning rate $\eta = 0.05$, so only the batch size differs.
 
 # %%
 def minibatch_gd(batch_size, eta, epochs=30, seed=0):
@@ -154,25 +158,28 @@ def minibatch_gd(batch_size, eta, epochs=30, seed=0):
 
 
 fig, ax = plt.subplots()
-for batch_size, eta in [(100, 0.1), (10, 0.05), (1, 0.01)]:
-    theta_b, curve = minibatch_gd(batch_size, eta)
-    ax.semilogy(np.array(curve) - mse(*theta_ls) + 1e-12, label=f"B = {batch_size}, η = {eta}")
+for batch_size in (100, 10, 1):
+    theta_b, curve = minibatch_gd(batch_size, eta=0.05)
+    ax.semilogy(np.arange(1, len(curve) + 1), np.array(curve) - mse(*theta_ls) + 1e-12, label=f"B = {batch_size}")
     print(f"B = {batch_size:>3}: {len(x) // batch_size:>3} steps per epoch, final excess loss {mse(*theta_b) - mse(*theta_ls):.1e}")
-ax.set(title="Full-batch, mini-batch and stochastic GD", xlabel="epoch", ylabel="excess loss")
+ax.set(title="Full-batch, mini-batch and stochastic GD (η = 0.05)", xlabel="epochs completed",
+       ylabel="excess loss $L - L^*$")
 ax.legend()
 plt.show()
 
 # %% [markdown]
-# Smaller batches take many more (cheaper) steps per epoch and make fast early progress, but with a
-# constant learning rate their noise keeps them jittering around the minimum instead of settling: that
-# is why training recipes decay the learning rate.
+# Per epoch, smaller batches take many more (cheaper) steps and make much faster progress; but with a
+# constant learning rate their noisy gradients keep them jittering around the minimum instead of
+# settling, so the smallest batch ends *less* accurate than mini-batches. That is why training recipes
+# decay the learning rate.
 #
 # ## 5. Momentum
 #
 # When the bowl is much steeper in one direction than another ($\lambda_{\max} \gg \lambda_{\min}$),
 # gradient descent zig-zags across the steep direction and crawls along the shallow one. **Momentum**
-# keeps a running sum of past gradients, a velocity $v$, so that consistent directions build up speed
-# and oscillating ones cancel:
+# keeps an exponentially decaying sum of past gradients, a velocity $v$ (with a decay factor
+# $\mu \in [0, 1)$, typically 0.9), so that consistent directions build up speed and oscillating ones
+# cancel:
 #
 # $$v \leftarrow \mu v + \nabla L(\theta), \qquad \theta \leftarrow \theta - \eta\, v .$$
 #
@@ -202,13 +209,16 @@ def steps_to_reach(path, target, tol=1e-4):
     return int(close[0]) if len(close) else None
 
 
-eta = 1.0 / lam_shift.max()
+print(f"optimum: w = {theta_shift[0]:.3f}, b = {theta_shift[1]:.3f};  divergence above η = 2/λ_max = {2 / lam_shift.max():.4f}")
+
+eta = 1.8 / lam_shift.max()   # close to the fastest stable rate for plain GD
 plain = optimize_path(grad_shift, [0.0, 0.0], "sgd", lr=eta, steps=3000)
-heavy = optimize_path(grad_shift, [0.0, 0.0], "momentum", lr=eta, momentum=0.9, steps=3000)
+heavy = optimize_path(grad_shift, [0.0, 0.0], "momentum", lr=eta, momentum=0.8, steps=3000)
 n_plain, n_heavy = steps_to_reach(plain, theta_shift), steps_to_reach(heavy, theta_shift)
-print(f"steps to reach the optimum within 1e-4: plain GD {n_plain}, momentum 0.9 {n_heavy}")
+print(f"η = {eta:.4f}; steps to reach the optimum within 1e-4: plain GD {n_plain}, momentum μ = 0.8 {n_heavy}")
 assert n_heavy < n_plain / 3
-contour_path(mse_shift, {"plain GD": plain[:60], "momentum 0.9": heavy[:60]}, extent=(-1, 3, -4, 2),
+SHIFT_EXTENT = (-1, 4, -9, 1)
+contour_path(mse_shift, {"plain GD": plain[:61], "momentum μ = 0.8": heavy[:61]}, extent=SHIFT_EXTENT,
              optimum=theta_shift, title="A long, thin valley: the first 60 steps")
 plt.show()
 
@@ -226,7 +236,8 @@ plt.show()
 #
 # *Common pitfall:* leaving the correction out (as some tutorials do). With $\beta_1 = 0.9$,
 # $\beta_2 = 0.999$, the first uncorrected step is $\frac{0.1\,g}{\sqrt{0.001}\,|g|} \approx 3.2\,\eta$ —
-# more than three times the intended step, and the ratio stays off for hundreds of steps.
+# more than three times the intended step. For a constant gradient the ratio of uncorrected to corrected
+# step is $(1-\beta_1^t)/\sqrt{1-\beta_2^t}$; the cell prints it for a few $t$.
 
 # %%
 def adam_step(theta, g, state, eta=0.1, beta1=0.9, beta2=0.999, eps=1e-8, correct=True):
@@ -245,6 +256,9 @@ for correct in (True, False):
     first = adam_step(np.array([-1.0, 2.5]), mse_grad(np.array([-1.0, 2.5])), state, correct=correct)
     print(f"bias correction {'on ' if correct else 'off'}: first step moves the parameters by {np.abs(first - [-1.0, 2.5]).round(3)} (η = 0.1)")
 
+for t in (1, 10, 100, 1000):
+    print(f"t = {t:>4}: uncorrected step / corrected step = {(1 - 0.9 ** t) / np.sqrt(1 - 0.999 ** t):.2f}")
+
 # the notebook's adam_step and lib.optim.Adam follow the same path
 theta_nb, state = np.array([-1.0, 2.5]), {"t": 0, "m": np.zeros(2), "v": np.zeros(2)}
 p = Param([-1.0, 2.5])
@@ -257,24 +271,29 @@ print("notebook Adam vs lib.optim.Adam after 100 steps, largest difference:", np
 assert np.abs(theta_nb - p.data).max() < 1e-12
 
 # %% [markdown]
-# ## 7. Our optimizers against PyTorch and Keras
+# ## 7. Our optimizers against PyTorch
 #
 # `lib.optim` holds the from-scratch `SGD` (with optional momentum) and `Adam` used from here on, with
 # the same interface as `torch.optim`: `opt = Adam(params, lr=...)`, then `opt.step()` after the
 # gradients are filled in. We run each of them and the framework's own optimizer for 100 steps on the
 # same problem (the ill-conditioned line, in float64) and compare the parameters.
 #
-# Two details decide whether "the same optimizer" really gives the same numbers:
+# (The same comparison with Keras comes at the end of the chapter.) Two details decide whether "the
+# same optimizer" really gives the same numbers in the two frameworks:
 # - **Momentum.** PyTorch keeps $v \leftarrow \mu v + g$ and steps $-\eta v$; Keras keeps
 #   $u \leftarrow \mu u - \eta g$ and steps $+u$. For a constant $\eta$ these are the same iterates.
 # - **Adam's $\epsilon$.** PyTorch divides by $\sqrt{\hat v} + \epsilon$. Keras folds the corrections
 #   into the step size, $\eta_t = \eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)$, and divides by
-#   $\sqrt{v} + \epsilon$ — the same as PyTorch with $\epsilon/\sqrt{1-\beta_2^t}$, a much larger
-#   $\epsilon$ in the first steps. `Adam(eps_mode="keras")` reproduces that.
+#   $\sqrt{v} + \epsilon$ — equivalent to PyTorch's formula with $\epsilon$ replaced by
+#   $\epsilon/\sqrt{1-\beta_2^t}$, a much larger $\epsilon$ in the first steps.
+#   `Adam(eps_mode="keras")` reproduces that.
 
 # %%
 def run(make_ours, make_theirs, framework, steps=100):
-    """Run our optimizer and the framework's side by side; return the largest parameter difference."""
+    """Run our optimizer and the framework's side by side; return the largest parameter difference.
+
+    framework: "torch" or "keras" (the Keras branch is used in the last section, once Keras is imported).
+    """
     ours = Param([0.0, 0.0])
     opt = make_ours([ours])
     if framework == "torch":
@@ -306,48 +325,11 @@ for name, (ours, theirs) in torch_cases.items():
     assert diff < 1e-6
 
 # %% [markdown]
-# Now Keras. Importing TensorFlow takes a few seconds, which is why only notebooks with a Keras section
-# do it, through `lib.keras_models.load_keras()` (which also keeps TensorFlow's start-up log lines out of
-# the notebook).
-#
-# One more detail appears: Keras stores the learning rate in float32, and in Adam it converts
-# $\beta_1, \beta_2$ to float32 when it computes $\beta^t$. Numbers like $0.05$ or $0.999$ are not exact
-# in binary, so their float32 versions are off in the 8th digit — enough to move Adam's iterates by
-# about $10^{-6}$ over 100 steps. We use values that float32 represents exactly
-# ($\eta = 1/16$, $\beta_1 = 7/8$, $\beta_2 = 1 - 2^{-10}$) to compare the *algorithms*, and show the
-# effect of the rounding separately.
-
-# %%
-from lib.keras_models import load_keras
-
-keras = load_keras()
-
-eta, b1, b2 = 1 / 16, 0.875, 1 - 2 ** -10
-keras_cases = {
-    "SGD": (lambda p: SGD(p, lr=eta), lambda: keras.optimizers.SGD(eta)),
-    "SGD + momentum": (lambda p: SGD(p, lr=eta, momentum=b1), lambda: keras.optimizers.SGD(eta, momentum=b1)),
-    "Adam (keras ε)": (lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-7, eps_mode="keras"),
-                       lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-7)),
-}
-for name, (ours, theirs) in keras_cases.items():
-    diff = run(ours, theirs, "keras")
-    print(f"{name:<15} vs keras.optimizers: largest difference after 100 steps < 1e-6: {diff < 1e-6}")
-    assert diff < 1e-6
-
-torch_eps = run(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-3, eps_mode="torch"),
-                lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-3), "keras")
-keras_eps = run(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-3, eps_mode="keras"),
-                lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-3), "keras")
-print(f"ε = 1e-3, Adam with PyTorch's ε placement vs Keras: difference {torch_eps:.1e};  with Keras's placement: < 1e-9: {keras_eps < 1e-9}")
-assert torch_eps > 1e-4 and keras_eps < 1e-9
-rounded = run(lambda p: Adam(p, lr=0.05, eps=1e-7, eps_mode="keras"), lambda: keras.optimizers.Adam(0.05), "keras")
-print(f"default Keras Adam (η = 0.05, β = 0.9, 0.999): float32 rounding of η and β moves it by about {rounded:.0e}")
-
-# %% [markdown]
 # ## 8. Logistic regression: gradient descent for classification
 #
-# For two classes $y \in \{0, 1\}$ a linear model outputs a probability
-# $p = \sigma(w^\top x + b)$ with the sigmoid $\sigma(z) = 1/(1+e^{-z})$, and the loss is the
+# Now each input is a point $x \in \mathbb R^2$ with a class $y \in \{0, 1\}$, and the weights form a
+# vector $w \in \mathbb R^2$. A linear model outputs a probability $p = \sigma(w^\top x + b)$ with the
+# sigmoid $\sigma(z) = 1/(1+e^{-z})$, and the loss is the
 # **binary cross-entropy** $L = -\frac1n\sum_i \big[y_i \log p_i + (1-y_i)\log(1-p_i)\big]$.
 # Its gradient has the same shape as the MSE's — residual times input:
 #
@@ -394,8 +376,8 @@ plt.show()
 # ## Widget: an optimizer explorer
 #
 # Pick an optimizer, a learning rate and (for momentum) $\mu$, and watch the path on the ill-conditioned
-# valley of section 5. Try: plain GD with η just below and just above $2/\lambda_{\max}$; momentum 0.5
-# vs 0.95; Adam with a large learning rate. The function behind it, `explore`, is an ordinary function.
+# valley of section 5, where plain GD diverges above $2/\lambda_{\max} \approx 0.080$. Try: plain GD
+# at 0.075 and at 0.085; momentum 0.5 vs 0.95; Adam with a large learning rate. The function behind it, `explore`, is an ordinary function.
 
 # %%
 import ipywidgets as widgets
@@ -406,7 +388,7 @@ from lib.widgets import InteractiveFigure, slider
 def explore(optimizer: str, lr: float, momentum: float, steps: int) -> str:
     kwargs = {"momentum": momentum} if optimizer == "momentum" else {}
     path = optimize_path(grad_shift, [0.0, 0.0], optimizer, lr=lr, steps=steps, **kwargs)
-    contour_path(mse_shift, {optimizer: path}, extent=(-1, 3, -4, 2), optimum=theta_shift,
+    contour_path(mse_shift, {optimizer: path}, extent=SHIFT_EXTENT, optimum=theta_shift,
                  title=f"{optimizer}, η = {lr:.3g}")
     final = mse_shift(*path[-1]) if np.all(np.isfinite(path[-1])) else np.inf
     return f"{optimizer}, lr={lr:.3g}: loss after {len(path) - 1} steps = {final:.4f} (minimum {mse_shift(*theta_shift):.4f})"
@@ -430,6 +412,47 @@ explorer.children[0].value = "adam"
 print(explorer.result)
 
 # %% [markdown]
+# ## The same in Keras
+#
+# Section 7 compared our optimizers with `torch.optim`; now Keras, with the same `run` function.
+# Importing TensorFlow takes a few seconds, which is why only notebooks with a Keras section
+# do it, through `lib.keras_models.load_keras()` (which also keeps TensorFlow's start-up log lines out of
+# the notebook).
+#
+# One more detail appears: Keras stores the learning rate in float32, and in Adam it converts
+# $\beta_1, \beta_2$ to float32 when it computes $\beta^t$. Numbers like $0.05$ or $0.999$ are not exact
+# in binary, so their float32 versions are off in the 8th digit — enough to move Adam's iterates by
+# more than $10^{-6}$ over 100 steps (the last line of the output measures it). We use values that float32 represents exactly
+# ($\eta = 1/16$, $\beta_1 = 7/8$, $\beta_2 = 1 - 2^{-10}$) to compare the *algorithms*, and show the
+# effect of the rounding separately.
+
+# %%
+from lib.keras_models import load_keras
+
+keras = load_keras()
+
+eta, b1, b2 = 1 / 16, 0.875, 1 - 2 ** -10
+keras_cases = {
+    "SGD": (lambda p: SGD(p, lr=eta), lambda: keras.optimizers.SGD(eta)),
+    "SGD + momentum": (lambda p: SGD(p, lr=eta, momentum=b1), lambda: keras.optimizers.SGD(eta, momentum=b1)),
+    "Adam (keras ε)": (lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-7, eps_mode="keras"),
+                       lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-7)),
+}
+for name, (ours, theirs) in keras_cases.items():
+    diff = run(ours, theirs, "keras")
+    print(f"{name:<15} vs keras.optimizers: largest difference after 100 steps < 1e-6: {diff < 1e-6}")
+    assert diff < 1e-6
+
+torch_eps = run(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-3, eps_mode="torch"),
+                lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-3), "keras")
+keras_eps = run(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-3, eps_mode="keras"),
+                lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-3), "keras")
+print(f"ε = 1e-3, Adam with PyTorch's ε placement vs Keras: difference {torch_eps:.1e};  with Keras's placement: < 1e-9: {keras_eps < 1e-9}")
+assert torch_eps > 1e-4 and keras_eps < 1e-9
+rounded = run(lambda p: Adam(p, lr=0.05, eps=1e-7, eps_mode="keras"), lambda: keras.optimizers.Adam(0.05), "keras")
+print(f"default Keras Adam (η = 0.05, β = 0.9, 0.999): float32 rounding of η and β moves it by about {rounded:.0e}")
+
+# %% [markdown]
 # ## Summary
 #
 # - Gradient descent steps against the gradient: $\theta \leftarrow \theta - \eta \nabla L$. On a
@@ -445,9 +468,10 @@ print(explorer.result)
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 — gradient of the mean absolute error.** For $L_1(w, b) = \frac1n\sum_i |wx_i + b - y_i|$
-# the gradient is $\frac1n\sum_i \operatorname{sign}(r_i)\,(x_i, 1)$. Complete `mae_grad(theta)` for the
-# data `x, y` of section 1.
+# **Exercise 1 — gradient of the mean absolute error.** Derive the gradient of
+# $L_1(w, b) = \frac1n\sum_i |wx_i + b - y_i|$ (hint: $\frac{d}{dr}|r| = \operatorname{sign}(r)$, and
+# take $\operatorname{sign}(0) = 0$) and complete `mae_grad(theta)`, returning
+# $(\partial L_1/\partial w, \partial L_1/\partial b)$ for the data `x, y` of section 1.
 
 # %%
 from lib import check
@@ -495,15 +519,15 @@ check.check_true("the threshold predicts divergence",
                  "GD should converge just below your threshold and blow up just above it")
 
 # %% [markdown]
-# **Exercise 3 — Nesterov momentum.** Nesterov's variant corrects the velocity with a look at where
-# it is heading. In the form PyTorch uses: with $g = \nabla L(\theta)$,
+# **Exercise 3 — Nesterov momentum.** Nesterov's variant takes the gradient step from the point the
+# velocity is about to carry $\theta$ to. In the equivalent form PyTorch uses: with $g = \nabla L(\theta)$,
 # $v \leftarrow \mu v + g$ and then $\theta \leftarrow \theta - \eta\,(g + \mu v)$.
-# Complete `nesterov_path(lr, mu, steps)` on the ill-conditioned problem (`grad_shift`), starting from
-# $\theta = (0, 0)$ with $v = 0$, returning the final $\theta$. The check compares it with
+# Complete `nesterov_final(lr, mu, steps)`: run `steps` Nesterov steps on the ill-conditioned problem
+# (`grad_shift`), starting from $\theta = (0, 0)$ with $v = 0$, and return the final $\theta$. The check compares it with
 # `torch.optim.SGD(..., nesterov=True)`.
 
 # %%
-def nesterov_path(lr: float, mu: float, steps: int) -> np.ndarray:
+def nesterov_final(lr: float, mu: float, steps: int) -> np.ndarray:
     ### BEGIN SOLUTION
     theta, v = np.zeros(2), np.zeros(2)
     for _ in range(steps):
@@ -524,5 +548,5 @@ def torch_nesterov(lr, mu, steps):
     return w.detach().numpy()
 
 
-check.check_function("nesterov_path", nesterov_path,
+check.check_function("nesterov_final", nesterov_final,
                      [((0.02, 0.9, 50), torch_nesterov(0.02, 0.9, 50)), ((0.05, 0.5, 80), torch_nesterov(0.05, 0.5, 80))])

@@ -131,9 +131,11 @@ plt.show()
 # ## 3. Gradient checking with finite differences
 #
 # A derivative is a limit of difference quotients. The **central difference**
-# $\frac{f(x+h) - f(x-h)}{2h}$ has an error of order $h^2$, so with $h = 10^{-6}$ in float64 it matches
-# the true derivative to about $10^{-9}$ — slow (two evaluations per input) but independent of any
-# backward code, which makes it the standard test for a hand-written backward pass.
+# $\frac{f(x+h) - f(x-h)}{2h}$ differs from the derivative by two errors: truncation, of order $h^2$
+# ($10^{-12}$ for $h = 10^{-6}$), and rounding, about $\varepsilon/h$ where $\varepsilon \approx 10^{-16}$
+# is float64's precision ($10^{-10}$). So it matches the true derivative to about $10^{-9}$: slow (two
+# evaluations per input) but independent of any backward code, which makes it the standard test for a
+# hand-written backward pass.
 
 # %%
 def numeric_gradient(fn, xs, h=1e-6):
@@ -161,8 +163,8 @@ assert worst < 1e-6
 # %% [markdown]
 # ## 4. Three engines, one answer
 #
-# `random_expression` builds a random formula of 4 inputs from `+ − × ÷`, `tanh`, `exp`, `sigmoid`,
-# `relu` and squares. We evaluate the *same* formula with our `Value`s, with PyTorch tensors
+# `random_expression` builds a random formula of 4 inputs from `+`, `−`, `×`, a safe division
+# $a/(1 + b^2)$ (never by zero), `tanh`, `exp`, `sigmoid`, `relu` and squares. We evaluate the *same* formula with our `Value`s, with PyTorch tensors
 # (`requires_grad=True`, then `.backward()`) and with TensorFlow variables under a `GradientTape`, all in
 # float64, for 30 random formulas and inputs, and compare the gradients.
 
@@ -205,23 +207,26 @@ assert worst_torch < 1e-6 and worst_tf < 1e-6
 # ## 5. Backpropagation in matrix form
 #
 # A scalar engine makes one node per number: clear, but far too slow for real networks. Frameworks work
-# with whole matrices. For a batch $X \in \mathbb R^{n\times d}$, a one-hidden-layer network computes
+# with whole matrices. Take a batch of $n$ inputs with $d$ features each, $X \in \mathbb R^{n\times d}$,
+# and targets $Y \in \mathbb R^{n\times k}$. A network with one hidden layer of $m$ tanh units has
+# weights $W_1 \in \mathbb R^{d\times m}$, $b_1 \in \mathbb R^m$, $W_2 \in \mathbb R^{m\times k}$,
+# $b_2 \in \mathbb R^k$ and computes (adding a bias vector to every row)
 #
 # $$Z = XW_1 + b_1,\quad H = \tanh(Z),\quad \hat Y = HW_2 + b_2,\quad
-#   L = \tfrac{1}{n}\textstyle\sum (\hat Y - Y)^2 .$$
+#   L = \tfrac{1}{nk}\textstyle\sum_{i,j} (\hat Y_{ij} - Y_{ij})^2 .$$
 #
 # Going backwards, each line of the forward pass gives one line of the backward pass. Writing
-# $G_{\hat Y} = \partial L/\partial \hat Y$ and so on:
+# $G_{\hat Y} = \partial L/\partial \hat Y$ (a matrix of the same shape as $\hat Y$) and so on:
 #
-# $$G_{\hat Y} = \tfrac{2}{n}(\hat Y - Y),\quad
+# $$G_{\hat Y} = \tfrac{2}{nk}(\hat Y - Y),\quad
 #   G_{W_2} = H^\top G_{\hat Y},\quad G_{b_2} = \textstyle\sum_{\text{rows}} G_{\hat Y},\quad
 #   G_H = G_{\hat Y} W_2^\top,$$
 # $$G_Z = G_H \odot (1 - H^2),\quad G_{W_1} = X^\top G_Z,\quad G_{b_1} = \textstyle\sum_{\text{rows}} G_Z .$$
 #
-# *Common pitfalls* (one of the source articles has the first): dropping the activation's derivative
-# $(1 - H^2)$ — the chain rule must pass *through* $\tanh$ — and forgetting a transpose. The shapes
-# catch the second: $G_{W_1}$ must have the shape of $W_1$, $(d, h)$, and $X^\top G_Z$ is the only
-# product of $X$ and $G_Z$ that has it.
+# where $\odot$ multiplies element by element. *Common pitfalls* (both appear in published tutorials):
+# dropping the activation's derivative $(1 - H^2)$ — the chain rule must pass *through* $\tanh$ — and
+# forgetting a transpose. The shapes catch the second: $G_{W_1}$ must have the shape of $W_1$, $(d, m)$,
+# and $X^\top G_Z$ is the only product of $X$ and $G_Z$ that has it.
 
 # %%
 def forward_backward(X, Y, W1, b1, W2, b2):
@@ -238,9 +243,9 @@ def forward_backward(X, Y, W1, b1, W2, b2):
 
 
 rs = np.random.default_rng(0)
-n, d, hidden, k = 32, 5, 7, 3
+n, d, m, k = 32, 5, 7, 3
 X, Y = rs.normal(size=(n, d)), rs.normal(size=(n, k))
-weights = [rs.normal(size=(d, hidden)) * 0.5, np.zeros(hidden), rs.normal(size=(hidden, k)) * 0.5, np.zeros(k)]
+weights = [rs.normal(size=(d, m)) * 0.5, np.zeros(m), rs.normal(size=(m, k)) * 0.5, np.zeros(k)]
 loss, grads = forward_backward(X, Y, *weights)
 
 tw = [torch.tensor(w, requires_grad=True) for w in weights]
@@ -257,7 +262,9 @@ for name, ours, t in zip(["W1", "b1", "W2", "b2"], grads, tw):
 # `Value`s: two inputs, two hidden layers of 8 tanh units, one output score $s$; a point is class 1 when
 # $s > 0$. The loss is the logistic loss $\log(1 + e^{-t s})$ with $t = \pm 1$ the label, averaged over a
 # mini-batch of 16 points. Every one of the 105 parameters gets its gradient from our `backward()`, and
-# chapter 01's `Adam` (which works on anything with `.data` and `.grad`) takes the steps.
+# chapter 01's `Adam` (which works on anything with `.data` and `.grad`) takes the steps. Our
+# `backward()` resets all gradients in the graph before it starts, so — unlike PyTorch, where gradients
+# accumulate until you call `zero_grad()` — the loop needs no zeroing.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -335,9 +342,9 @@ plt.show()
 # gradient shrinks geometrically and the first layers barely learn — the **vanishing gradient**. ReLU's
 # derivative is exactly 1 wherever the unit is active. We measure the gradient norm at every layer of a
 # 12-layer PyTorch network at initialisation (PyTorch's default initialisation, random inputs and
-# targets). Expect both curves to fall towards the input — the default initialisation is a little too
-# small for ReLU, which chapter 03's He initialisation fixes — but the sigmoid's far faster. Chapter 05
-# returns to vanishing gradients, through time.
+# targets). Expect both curves to fall towards the input — PyTorch's default initialisation is too small
+# for ReLU, costing about a factor 2 per layer here (chapter 03 returns to initialisation) — but the
+# sigmoid's far faster. Chapter 05 returns to vanishing gradients, through time.
 
 # %%
 def layer_gradient_norms(activation, depth=12, width=64, seed=0):
@@ -367,10 +374,12 @@ assert ratio["sigmoid"] > 100 * ratio["ReLU"]
 # %% [markdown]
 # ## Widget: every value and every gradient of a tiny network
 #
-# A network with two inputs, two tanh hidden units and one linear output, trained to output a target
-# $t$ with the squared error $L = (\hat y - t)^2$. Move the sliders and watch each node's value (forward)
-# and gradient (backward) change. Things to try: make a hidden unit saturate ($|z| > 3$) and see its
-# gradients vanish; set an input to 0 and see which weight gradients become 0.
+# A network with two inputs $x_1, x_2$, two tanh hidden units $h_j = \tanh(z_j)$ with
+# $z_j = w_{1j}x_1 + w_{2j}x_2$, and a linear output $\hat y = v_1 h_1 + v_2 h_2$, whose output is compared
+# with a target $t$ by $L = (\hat y - t)^2$. Nothing is trained: move the sliders and watch each node's
+# value (forward) and gradient (backward) change. Things to try: make a hidden unit saturate
+# ($|z_j| > 3$) and see the gradients of its incoming weights vanish; set an input to 0 and see which
+# weight gradients become 0.
 
 # %%
 import ipywidgets as widgets
@@ -389,7 +398,7 @@ def tiny_network(x1: float, x2: float, w11: float, w21: float, w12: float, w22: 
     h2.label = "h2"
     y_hat = nodes["v1"] * h1 + nodes["v2"] * h2
     y_hat.label = "ŷ"
-    loss = (y_hat - target) ** 2
+    loss = (y_hat - Value(target, label="t")) ** 2
     loss.label = "L"
     loss.backward()
     return loss
@@ -420,13 +429,14 @@ print(network_widget.result)
 # - A computation is a graph of simple operations; the chain rule multiplies local derivatives along it.
 # - Reverse mode (backpropagation) visits the graph once, in reverse topological order, and accumulates
 #   gradients where paths merge; our engine, `torch.autograd` and `tf.GradientTape` agree to $10^{-6}$
-#   (in fact to about $10^{-15}$) on random expressions.
+#   on random expressions.
 # - Finite differences check any backward pass independently.
 # - In matrix form each forward line has a backward line; the activation's derivative and the transposes
 #   are the usual mistakes.
 # - Our engine trains a real (small) network to ≥ 95 % on held-out moons — slowly (one Python object
 #   per number), which is why frameworks work with tensors.
-# - Sigmoid derivatives shrink gradients layer after layer; ReLU keeps them alive.
+# - Sigmoid derivatives shrink gradients by a large factor at every layer; with ReLU the shrinking is
+#   much slower, and comes from the initialisation's scale (chapter 03), not from the activation.
 
 # %% [markdown]
 # ## Exercises
@@ -481,8 +491,9 @@ for name, got, exp in zip(["G_X", "G_W", "G_b"], answer, expected):
 # %% [markdown]
 # **Exercise 3 — division in the engine.** `Value` implements $a / b$ as $a \cdot b^{-1}$. Complete
 # `quotient_grads(a, b)`: return $\left(\frac{\partial}{\partial a}\frac{a}{b},\ \frac{\partial}{\partial b}\frac{a}{b}\right)$
-# computed **with the engine** (build the expression from `Value`s and call `backward()`). The check
-# compares with the formulas $1/b$ and $-a/b^2$.
+# computed **with the engine**: build $a/b$ from two `Value`s, call `backward()` and read the two
+# gradients. The check compares them with the formulas $1/b$ and $-a/b^2$ (which you could also derive
+# by hand — the point is to see that the engine's `__truediv__` and `__pow__` give them).
 
 # %%
 def quotient_grads(a: float, b: float) -> tuple[float, float]:
