@@ -1,0 +1,266 @@
+"""Multilayer perceptrons (chapter 03): from scratch in NumPy, as an ``nn.Module``, and in Keras.
+
+- ``softmax`` / ``cross_entropy``: numerically stable, NumPy.
+- ``NumpyMLP``: fully connected ReLU network with a hand-written backward pass and SGD.
+- ``MLP``: the same architecture in PyTorch (``MLP.from_numpy`` copies a ``NumpyMLP``'s weights).
+- ``class_weights``: "balanced" weights for an imbalanced training set.
+- ``keras_mlp``: the classic Keras ``Sequential`` MLP, made correct for 8x8 digits.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+# --------------------------------------------------------------------------- NumPy building blocks
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``z: (n, k)``. Subtracting the row maximum avoids overflow in ``exp``."""
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean cross-entropy of integer labels ``y: (n,)`` under ``softmax(logits: (n, k))``.
+
+    Computed with log-sum-exp, never as ``log(softmax)``, which gives ``log(0) = -inf`` for
+    confident wrong answers.
+    """
+    _check_labels(logits, y)
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(y)), y].mean())
+
+
+def _check_labels(logits: np.ndarray, y: np.ndarray) -> None:
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (n, classes); got {logits.shape}")
+    if y.shape != (logits.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must be integer labels of shape ({logits.shape[0]},); got {y.dtype} {y.shape}")
+
+
+def _check_sizes(sizes: Sequence[int]) -> list[int]:
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"sizes must list at least input and output width, all positive; got {sizes}")
+    return sizes
+
+
+class NumpyMLP:
+    """A fully connected network ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``, ReLU between layers.
+
+    Parameters live in ``self.params`` as ``W0, b0, W1, b1, ...`` with ``W_l: (sizes[l], sizes[l+1])``
+    so that a layer is ``h @ W + b`` on ``h: (n, sizes[l])``. Weights start with He initialisation
+    (``std = sqrt(2 / fan_in)``), which keeps the activations' scale through ReLU layers.
+    """
+
+    def __init__(self, sizes: Sequence[int] = (64, 128, 10), seed: int = 0, dtype=np.float64) -> None:
+        self.sizes = _check_sizes(sizes)
+        rng = np.random.default_rng(seed)
+        self.params: dict[str, np.ndarray] = {}
+        for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            self.params[f"W{l}"] = (rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)).astype(dtype)
+            self.params[f"b{l}"] = np.zeros(n_out, dtype=dtype)
+        self._cache: list[np.ndarray] = []
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Logits ``(n, sizes[-1])`` for ``X: (n, sizes[0])``; keeps each layer's input for ``backward``."""
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have shape (n, {self.sizes[0]}); got {X.shape}")
+        self._cache = []
+        h = X
+        for l in range(self.num_layers):
+            self._cache.append(h)
+            h = h @ self.params[f"W{l}"] + self.params[f"b{l}"]
+            if l < self.num_layers - 1:
+                h = np.maximum(h, 0.0)
+        return h
+
+    __call__ = forward
+
+    def backward(self, dlogits: np.ndarray) -> dict[str, np.ndarray]:
+        """Gradients of the loss w.r.t. every parameter, given ``dlogits = dL/dlogits: (n, k)``.
+
+        Layer by layer from the top: ``dW = h_in^T @ dz``, ``db = sum_rows(dz)``, and
+        ``dh_in = dz @ W^T`` times ReLU's derivative (1 where the pre-activation was > 0).
+        """
+        if not self._cache:
+            raise RuntimeError("call forward() before backward()")
+        grads: dict[str, np.ndarray] = {}
+        dz = dlogits
+        for l in reversed(range(self.num_layers)):
+            h_in = self._cache[l]
+            grads[f"W{l}"] = h_in.T @ dz
+            grads[f"b{l}"] = dz.sum(axis=0)
+            if l > 0:
+                # h_in = relu(z_prev) and h_in > 0 exactly where z_prev > 0
+                dz = (dz @ self.params[f"W{l}"].T) * (h_in > 0)
+        return grads
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray,
+                       weight_decay: float = 0.0) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean cross-entropy (+ ``weight_decay/2 * sum W^2`` over weight matrices) and its gradients."""
+        logits = self.forward(X)
+        loss = cross_entropy(logits, y)
+        # d(mean CE)/dlogits = (softmax - one_hot) / n
+        dlogits = softmax(logits)
+        dlogits[np.arange(len(y)), y] -= 1.0
+        grads = self.backward(dlogits / len(y))
+        if weight_decay:
+            for l in range(self.num_layers):
+                W = self.params[f"W{l}"]
+                loss += 0.5 * weight_decay * float((W ** 2).sum())
+                grads[f"W{l}"] = grads[f"W{l}"] + weight_decay * W
+        return loss, grads
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted class ``(n,)`` for ``X: (n, sizes[0])``."""
+        return self.forward(X).argmax(axis=1)
+
+
+def train_numpy_mlp(model: NumpyMLP, X: np.ndarray, y: np.ndarray, epochs: int = 30, lr: float = 0.1,
+                    batch_size: int = 32, momentum: float = 0.9, weight_decay: float = 0.0,
+                    seed: int = 0) -> list[float]:
+    """Mini-batch SGD with momentum on ``model`` in place; returns the mean training loss per epoch."""
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X must be (n, features) and y (n,); got {X.shape} and {y.shape}")
+    rng = np.random.default_rng(seed)
+    velocity = {k: np.zeros_like(v) for k, v in model.params.items()}
+    losses = []
+    for _ in range(epochs):
+        order = rng.permutation(len(X))
+        total = 0.0
+        for start in range(0, len(X), batch_size):
+            idx = order[start:start + batch_size]
+            loss, grads = model.loss_and_grads(X[idx], y[idx], weight_decay)
+            total += loss * len(idx)
+            for k, g in grads.items():
+                velocity[k] = momentum * velocity[k] - lr * g
+                model.params[k] += velocity[k]
+        losses.append(total / len(X))
+    return losses
+
+
+# --------------------------------------------------------------------------- PyTorch
+class MLP(nn.Module):
+    """The PyTorch twin of ``NumpyMLP``: ``Linear -> ReLU (-> Dropout)`` repeated, then ``Linear``.
+
+    ``x: (batch, sizes[0])`` or ``(batch, 1, 8, 8)`` images (flattened first) -> logits
+    ``(batch, sizes[-1])``. ``dropout`` is applied after every hidden ReLU.
+    """
+
+    def __init__(self, sizes: Sequence[int] = (64, 128, 10), dropout: float = 0.0) -> None:
+        super().__init__()
+        self.sizes = _check_sizes(sizes)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            layers.append(nn.Linear(n_in, n_out))
+            if l < len(self.sizes) - 2:
+                layers.append(nn.ReLU())
+                if dropout:
+                    layers.append(nn.Dropout(dropout))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x[0].numel() != self.sizes[0]:
+            raise ValueError(f"each example must have {self.sizes[0]} values; got shape {tuple(x.shape)}")
+        return self.net(x)
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self.net if isinstance(m, nn.Linear)]
+
+    @classmethod
+    def from_numpy(cls, model: NumpyMLP, dtype: torch.dtype = torch.float64) -> "MLP":
+        """A torch ``MLP`` holding a copy of ``model``'s weights (``nn.Linear`` stores ``W^T``)."""
+        twin = cls(model.sizes).to(dtype)
+        with torch.no_grad():
+            for l, linear in enumerate(twin.linears):
+                linear.weight.copy_(torch.as_tensor(model.params[f"W{l}"].T))
+                linear.bias.copy_(torch.as_tensor(model.params[f"b{l}"]))
+        return twin
+
+
+def train_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int = 100,
+                     lr: float = 1e-3, batch_size: int = 32, weight_decay: float = 1e-4,
+                     label_smoothing: float = 0.1, augment: nn.Module | None = None,
+                     val: tuple[np.ndarray, np.ndarray] | None = None, patience: int | None = None,
+                     weight: np.ndarray | None = None, seed: int = 0, progress: bool = True):
+    """The course's recipe for small classifiers, on top of ``lib.train.fit``; returns its ``History``.
+
+    AdamW (decoupled weight decay) with a cosine learning-rate schedule over ``epochs``, and
+    cross-entropy with label smoothing (targets ``1 - eps`` / ``eps / k`` instead of 1 / 0, so the
+    network is not pushed to ever larger logits). ``X: (n, ...)`` float inputs, ``y: (n,)`` labels.
+
+    - ``augment``: a module applied to each training batch only (e.g. ``lib.cnn.ShiftAugment``);
+      ``model`` itself stays un-augmented and is what gets evaluated.
+    - ``val``: ``(X_val, y_val)`` for validation curves; with ``patience``, early stopping.
+    - ``weight``: per-class loss weights ``(k,)`` (see ``class_weights``).
+    """
+    import torch.nn.functional as F
+
+    from lib.data import make_loader
+    from lib.train import fit
+
+    if len(X) != len(y):
+        raise ValueError(f"X and y must have the same length; got {len(X)} and {len(y)}")
+    weight_t = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        w = None if weight_t is None else weight_t.to(output.device)
+        return F.cross_entropy(output, target, weight=w, label_smoothing=label_smoothing)
+
+    torch.manual_seed(seed)  # dropout masks; the loader and the augmentation carry their own seeds
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
+    net = model if augment is None else nn.Sequential(augment, model)
+    val_loader = None if val is None else make_loader(*val, batch_size=512)
+    return fit(net, make_loader(X, y, batch_size=batch_size, shuffle=True, seed=seed), epochs=epochs,
+               optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, val_loader=val_loader,
+               patience=patience, progress=progress)
+
+
+def class_weights(y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
+    """"Balanced" class weights ``n / (num_classes * count_c)`` for labels ``y: (n,)``.
+
+    A class seen half as often gets twice the weight, so each class contributes equally to the
+    weighted loss (same formula as scikit-learn's ``class_weight="balanced"``).
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must be a 1-D integer array; got {y.dtype} {y.shape}")
+    k = int(num_classes or y.max() + 1)
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    if np.any(counts == 0):
+        raise ValueError(f"every class needs at least one example; counts are {counts.astype(int).tolist()}")
+    return (len(y) / (k * counts)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- Keras
+def keras_mlp(sizes: Sequence[int] = (64, 128, 10), dropout: float = 0.0, seed: int = 0):
+    """The Keras ``Sequential`` twin of ``MLP``, returning logits (compile with ``from_logits=True``).
+
+    The classic Keras MNIST MLP assumes 784 inputs, pixels in 0..255 and one-hot labels with
+    ``categorical_crossentropy``; for this data it is ``Input(64)``, pixels already in [0, 1],
+    integer labels with ``SparseCategoricalCrossentropy(from_logits=True)``.
+    """
+    from lib.keras_models import load_keras
+
+    sizes = _check_sizes(sizes)
+    keras = load_keras(seed)
+    layers = [keras.Input(shape=(sizes[0],))]
+    for n_out in sizes[1:-1]:
+        layers.append(keras.layers.Dense(n_out, activation="relu"))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Dense(sizes[-1]))
+    return keras.Sequential(layers, name="mlp")
