@@ -1,0 +1,619 @@
+# %% [markdown]
+# # 05 · Recurrent networks and LSTM
+#
+# A name is a sequence of characters, and a **language model** assigns a probability to every
+# sequence by predicting one character at a time. In this chapter you build the models that read
+# sequences step by step — the recurrent neural network (RNN, 循环神经网络), the LSTM and the GRU — and
+# train them to invent new first names.
+#
+# **You will learn to**
+# - turn names into training pairs "characters so far → next character", and measure a language
+#   model in **nats per character** on names it never saw;
+# - build the counting **bigram** baseline;
+# - write an RNN cell and an LSTM cell from scratch and check them against `nn.RNN` and `nn.LSTM`;
+# - run **backpropagation through time** by hand, measure **vanishing and exploding gradients**, and
+#   tame them with **gradient clipping**;
+# - compare RNN, LSTM and GRU language models, and sample names with a **temperature**;
+# - do the same with Keras' `LSTM` layer.
+
+# %%
+import math
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import lib.plot  # noqa: F401  (course-wide figure size and dpi)
+from lib import check
+from lib.device import get_device, seed_everything
+from lib.lm import BigramLM, bigram_counts, nll_per_char, sample, train_lm
+from lib.rnn import CharRNN, GRUCell, LSTMCell, RNNCell, gradient_norms_through_time, unroll
+from lib.text import CharVocab, lm_tensors, names_split
+from lib.widgets import InteractiveFigure
+
+# The models here are tiny: a second CPU thread only adds synchronisation, and one thread gives the
+# same numbers on every machine whatever OMP_NUM_THREADS says. On a GPU this line changes nothing.
+torch.set_num_threads(1)
+seed_everything(0)
+device = get_device()
+print("device:", device.type)
+
+# %% [markdown]
+# ## 1. Names as sequences of characters
+#
+# We use the **first names** of the US census (`kind="first"`: female and male lists together), split
+# once and for all into train / validation / test (80/10/10). Every name is wrapped in a boundary
+# mark, `.emma.`: the first `.` says "a name starts", the last one says "the name ends", so the model
+# also learns *when to stop*. The vocabulary has the 26 letters plus three special tokens
+# (`_` padding, `.` boundary, `*` mask for chapter 07).
+
+# %%
+KIND = "first"
+vocab = CharVocab()
+train_names, val_names, test_names = (names_split(KIND, s) for s in ("train", "val", "test"))
+print(f"{len(train_names)} train / {len(val_names)} validation / {len(test_names)} test names")
+print("a few training names:", train_names[:8])
+print(vocab)
+print("'emma' ->", vocab.encode("emma"))
+
+# %% [markdown]
+# A language model reads the input `.emma` and must predict, at every position, the next character:
+# the target is `emma.`. In a batch, shorter names are padded; the padded targets are `-100`, which
+# the loss ignores.
+
+# %%
+x_demo, y_demo = lm_tensors(["emma", "bo"], vocab)
+print("input :", x_demo.tolist())
+print("target:", y_demo.tolist())
+x_train, y_train = lm_tensors(train_names, vocab)
+print("training tensors:", tuple(x_train.shape), "(names x positions)")
+
+# %% [markdown]
+# **How we score a model.** If the model gives the true next character probability $p$, it pays
+# $-\ln p$ nats. Averaged over every character (and every end mark) of the test names, this is the
+# **negative log-likelihood (NLL) in nats per character**. Guessing uniformly among the 27 possible
+# next symbols (26 letters + end) costs $\ln 27 \approx 3.30$; every model below must do better.
+#
+# ## 2. The baseline: a counting bigram model
+#
+# The simplest model looks only at the previous character $a$: count how often each character $b$
+# follows it in the training names, $N_{ab}$, and predict
+# $$P(b \mid a) = \frac{N_{ab} + 1}{\sum_{b'} (N_{ab'} + 1)}.$$
+# The $+1$ (add-one smoothing) gives unseen pairs a small probability, so that a test name with a
+# rare pair does not cost infinitely many nats.
+
+# %%
+V = len(vocab)
+counts = np.zeros((V, V), dtype=np.int64)
+for name in train_names:
+    ids = vocab.encode(name)
+    for a, b in zip(ids[:-1], ids[1:]):
+        counts[a, b] += 1
+assert np.array_equal(counts, bigram_counts(train_names, vocab).numpy())  # the lib version agrees
+probs = (counts + 1) / (counts + 1).sum(axis=1, keepdims=True)
+
+nll, n_chars = 0.0, 0
+for name in test_names:
+    ids = vocab.encode(name)
+    for a, b in zip(ids[:-1], ids[1:]):
+        nll -= math.log(probs[a, b])
+        n_chars += 1
+bigram_nll = nll / n_chars
+bigram = BigramLM(train_names, vocab)  # the same model as a layer, for the later comparisons
+assert abs(bigram_nll - nll_per_char(bigram, test_names, vocab)) < 1e-6
+print(f"uniform guess : {math.log(27):.3f} nats/char")
+print(f"bigram (test) : {bigram_nll:.3f} nats/char over {n_chars} characters")
+
+# %%
+shown = [vocab.bos] + list(range(3, V))  # "." and the letters; padding and mask never occur
+labels = [vocab.itos[i] for i in shown]
+fig, ax = plt.subplots(figsize=(6, 5.5))
+ax.imshow(np.log1p(counts[np.ix_(shown, shown)]), cmap="Blues")
+ax.set_xticks(range(len(shown)), labels)
+ax.set_yticks(range(len(shown)), labels)
+ax.grid(False)
+ax.set(xlabel="next character b", ylabel="current character a", title="Bigram counts log(1 + N_ab)")
+plt.show()
+
+# %% [markdown]
+# The first row shows how names start, the first column how they end (many end in *a*, *e*, *n*,
+# *y*). A bigram cannot know that *emm* usually continues with *a*: it has forgotten the *e*. To
+# remember the past we need a **state** that travels along the sequence.
+#
+# ## 3. The recurrent cell, from scratch
+#
+# An RNN keeps a hidden state $h_t \in \mathbb{R}^H$ (a vector of $H$ numbers) and updates it with
+# every input $x_t \in \mathbb{R}^I$:
+# $$h_t = \tanh\left(W_{ih}\, x_t + b_{ih} + W_{hh}\, h_{t-1} + b_{hh}\right), \qquad h_0 = 0 .$$
+# The *same* weights $W_{ih}$ ($H \times I$), $W_{hh}$ ($H \times H$) and biases are used at every
+# step, so one small cell handles names of any length. We write it with plain tensor operations and
+# compare with `nn.RNN`, after copying its weights.
+
+# %%
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
+    """x: (B, T, I), h0: (B, H) -> all hidden states (B, T, H)."""
+    h, hs = h0, []
+    for t in range(x.shape[1]):
+        h = torch.tanh(x[:, t] @ W_ih.T + b_ih + h @ W_hh.T + b_hh)
+        hs.append(h)
+    return torch.stack(hs, dim=1)
+
+
+torch.manual_seed(0)
+torch_rnn = nn.RNN(input_size=5, hidden_size=8, batch_first=True)
+x_seq = torch.randn(3, 7, 5)
+h0 = torch.zeros(3, 8)
+mine = rnn_forward(x_seq, h0, torch_rnn.weight_ih_l0, torch_rnn.weight_hh_l0,
+                   torch_rnn.bias_ih_l0, torch_rnn.bias_hh_l0)
+reference, _ = torch_rnn(x_seq)
+rnn_err = (mine - reference).abs().max().item()
+lib_out, _ = unroll(RNNCell(5, 8).copy_from_torch(torch_rnn), x_seq)
+assert rnn_err < 1e-5 and torch.allclose(lib_out, mine, atol=1e-6)
+print(f"RNN from scratch equals nn.RNN to 1e-5: {rnn_err < 1e-5}")
+
+# %% [markdown]
+# ## 4. Backpropagation through time
+#
+# Unrolled over $T$ steps, the RNN is just a deep network whose layers share weights, and
+# backpropagation through it is called **backpropagation through time (BPTT)**. Take a loss on the
+# last state, $L = \tfrac12\lVert h_T - y\rVert^2$, and write $a_t$ for the pre-activation inside the
+# $\tanh$. Going backwards, with $\delta_t = \partial L / \partial h_t$:
+# $$\frac{\partial L}{\partial a_t} = \delta_t \odot (1 - h_t^2), \qquad
+#   \delta_{t-1} = \frac{\partial L}{\partial a_t}\, W_{hh}, \qquad
+#   \frac{\partial L}{\partial W_{hh}} = \sum_t \Big(\frac{\partial L}{\partial a_t}\Big)^{\!\top} h_{t-1},$$
+# and similarly for $W_{ih}$ (with $x_t$) and the biases. The gradient of a shared weight is the
+# **sum** of its gradients at every step.
+
+# %%
+def rnn_bptt(x, hs, h0, W_hh, delta_T):
+    """Gradients of W_ih, W_hh and the bias from dL/dh_T = delta_T, plus |dL/dh_t| for every t."""
+    dW_ih, dW_hh, db = 0.0, 0.0, 0.0
+    delta, norms = delta_T, []
+    for t in reversed(range(x.shape[1])):
+        norms.append(delta.norm().item())
+        h_prev = hs[:, t - 1] if t > 0 else h0
+        da = delta * (1 - hs[:, t] ** 2)          # back through tanh
+        dW_ih = dW_ih + da.T @ x[:, t]
+        dW_hh = dW_hh + da.T @ h_prev
+        db = db + da.sum(0)
+        delta = da @ W_hh                         # back to the previous hidden state
+    return dW_ih, dW_hh, db, norms[::-1]
+
+
+target = torch.randn(3, 8)
+hs = rnn_forward(x_seq, h0, torch_rnn.weight_ih_l0, torch_rnn.weight_hh_l0,
+                 torch_rnn.bias_ih_l0, torch_rnn.bias_hh_l0)
+loss = 0.5 * ((hs[:, -1] - target) ** 2).sum()
+loss.backward()  # autograd's answer lands in torch_rnn's .grad
+with torch.no_grad():
+    dW_ih, dW_hh, db, _ = rnn_bptt(x_seq, hs, h0, torch_rnn.weight_hh_l0, hs[:, -1] - target)
+bptt_err = max((dW_ih - torch_rnn.weight_ih_l0.grad).abs().max().item(),
+               (dW_hh - torch_rnn.weight_hh_l0.grad).abs().max().item(),
+               (db - torch_rnn.bias_hh_l0.grad).abs().max().item())
+assert bptt_err < 1e-5
+print(f"BPTT by hand equals autograd to 1e-5: {bptt_err < 1e-5}")
+
+# %% [markdown]
+# ## 5. Vanishing and exploding gradients
+#
+# Each step back multiplies $\delta$ by $\operatorname{diag}(1-h_t^2)\,W_{hh}$. Over many steps this
+# is a product of many matrices: if they shrink vectors, the gradient **vanishes** exponentially
+# (the network cannot learn long-range dependencies); if they stretch vectors, it **explodes**.
+# We measure $\lVert \partial L/\partial h_t\rVert$ for a loss on the last of 40 steps, for RNNs whose
+# $W_{hh}$ is an orthogonal matrix scaled by $g$ (every direction stretched by exactly $g$), and for
+# LSTMs (next section) with two different forget-gate biases.
+
+# %%
+T_LONG = 40
+x_long = torch.randn(16, T_LONG, 8)
+curves = {}
+for g in (0.5, 1.0, 3.0):
+    torch.manual_seed(1)
+    cell = RNNCell(8, 32)
+    with torch.no_grad():
+        cell.weight_hh.copy_(g * torch.linalg.qr(torch.randn(32, 32))[0])
+    curves[f"RNN, g = {g}"] = gradient_norms_through_time(cell, x_long)
+for forget_bias in (0.0, 3.0):
+    torch.manual_seed(1)
+    cell = LSTMCell(8, 32)
+    with torch.no_grad():
+        cell.bias_ih[32:64] = forget_bias  # the forget gate's slice (PyTorch order i, f, g, o)
+        cell.bias_hh[32:64] = 0.0
+    curves[f"LSTM, forget bias {forget_bias:g}"] = gradient_norms_through_time(cell, x_long)
+
+fig, ax = plt.subplots(figsize=(6.5, 4))
+for label, norms in curves.items():
+    ax.semilogy(range(T_LONG), norms, label=label, ls="--" if "LSTM" in label else "-")
+ax.set(xlabel="time step t", ylabel="gradient norm |dL/dh_t|",
+       title="How much of the final error reaches step t")
+ax.legend(fontsize=8)
+plt.show()
+ratio = {k: float(v[0] / v[-1]) for k, v in curves.items()}  # first step relative to last
+assert ratio["RNN, g = 0.5"] < 1e-6 < 1e3 < ratio["RNN, g = 3.0"]
+assert ratio["LSTM, forget bias 0"] < 1e-3 < 1e-2 < ratio["LSTM, forget bias 3"]
+print("g = 0.5 vanishes (< 1e-6 at step 0), g = 3 explodes (> 1e3): True")
+print("an LSTM with an open forget gate keeps > 1% of the gradient over 40 steps: True")
+
+# %% [markdown]
+# **Gradient clipping** is the standard cure for explosions: if the norm of all gradients together,
+# $\lVert g\rVert = \sqrt{\sum_i g_i^2}$, exceeds a threshold $c$, rescale them to norm $c$:
+# $g \leftarrow g \cdot \min(1, c / \lVert g\rVert)$. The direction is kept, only the step is capped.
+# (Vanishing has no such fix; it needs a better cell — the LSTM.) We clip the exploding $g = 3$ RNN's
+# gradients by hand and compare with `torch.nn.utils.clip_grad_norm_`.
+
+# %%
+def clip_by_global_norm(grads, max_norm):
+    total = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    scale = min(1.0, max_norm / (float(total) + 1e-6))
+    return [g * scale for g in grads], float(total)
+
+
+torch.manual_seed(1)
+exploding = RNNCell(8, 32)
+with torch.no_grad():
+    exploding.weight_hh.copy_(3.0 * torch.linalg.qr(torch.randn(32, 32))[0])
+outputs, _ = unroll(exploding, x_long)
+(0.5 * (outputs[:, -1] - 1.0) ** 2).sum().backward()
+clipped, norm_before = clip_by_global_norm([p.grad for p in exploding.parameters()], max_norm=1.0)
+norm_torch = float(nn.utils.clip_grad_norm_(exploding.parameters(), max_norm=1.0))
+assert abs(norm_before - norm_torch) < 1e-3 * norm_torch
+assert all(torch.allclose(c, p.grad, atol=1e-6) for c, p in zip(clipped, exploding.parameters()))
+norm_after = float(torch.sqrt(sum((p.grad ** 2).sum() for p in exploding.parameters())))
+print(f"clipping agrees with clip_grad_norm_: True; norm before > 100: {norm_before > 100}, "
+      f"after = {norm_after:.3f}")
+
+# %% [markdown]
+# ## 6. The LSTM cell, from scratch
+#
+# The **long short-term memory** (LSTM) adds a second state, the **cell** $c_t$, which is changed
+# only by *addition*. Three **gates** — numbers between 0 and 1 from a sigmoid $\sigma$ — decide what
+# to forget, what to write and what to show. All four parts read the same $x_t$ and $h_{t-1}$:
+# $$\begin{aligned}
+# i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) && \text{input gate: how much to write}\\
+# f_t &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) && \text{forget gate: how much to keep}\\
+# g_t &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) && \text{candidate: what to write}\\
+# o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) && \text{output gate: how much to show}\\
+# c_t &= f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t).
+# \end{aligned}$$
+# Backwards, $\partial c_t / \partial c_{t-1} = f_t$: when the forget gate stays open ($f_t \approx 1$)
+# the gradient flows through many steps undiminished — the dashed curves of section 5.
+# PyTorch stacks the four weight matrices in the order $i, f, g, o$ into one $(4H \times I)$ matrix.
+#
+# > **Common pitfall.** A version of these equations that circulates online feeds $x_{t-1}$ instead
+# > of $x_t$ into the forget gate and the candidate, reuses the output gate's weights in the
+# > candidate, and never computes $h_t = o_t \odot \tanh(c_t)$. Every gate reads the *current* input
+# > and the *previous* hidden state, each with its own weights.
+
+# %%
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
+    """x: (B, T, I) -> all hidden states (B, T, H) and the last cell state (B, H)."""
+    H = h0.shape[1]
+    h, c, hs = h0, c0, []
+    for t in range(x.shape[1]):
+        z = x[:, t] @ W_ih.T + b_ih + h @ W_hh.T + b_hh            # (B, 4H)
+        i = torch.sigmoid(z[:, 0 * H:1 * H])
+        f = torch.sigmoid(z[:, 1 * H:2 * H])
+        g = torch.tanh(z[:, 2 * H:3 * H])
+        o = torch.sigmoid(z[:, 3 * H:4 * H])
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        hs.append(h)
+    return torch.stack(hs, dim=1), c
+
+
+torch.manual_seed(0)
+torch_lstm = nn.LSTM(input_size=5, hidden_size=8, batch_first=True)
+mine_h, mine_c = lstm_forward(x_seq, h0, torch.zeros(3, 8), torch_lstm.weight_ih_l0,
+                              torch_lstm.weight_hh_l0, torch_lstm.bias_ih_l0, torch_lstm.bias_hh_l0)
+ref_h, (_, ref_c) = torch_lstm(x_seq)
+lstm_err = max((mine_h - ref_h).abs().max().item(), (mine_c - ref_c[0]).abs().max().item())
+lib_h, _ = unroll(LSTMCell(5, 8).copy_from_torch(torch_lstm), x_seq)
+assert lstm_err < 1e-5 and torch.allclose(lib_h, mine_h, atol=1e-6)
+print(f"LSTM from scratch equals nn.LSTM to 1e-5 (hidden and cell states): {lstm_err < 1e-5}")
+
+# %% [markdown]
+# ## 7. The GRU
+#
+# The **gated recurrent unit** keeps one state and two gates: a **reset** gate $r_t$ (how much of the
+# past to use when proposing a new state) and an **update** gate $z_t$ (how much of the old state to
+# keep):
+# $$r_t = \sigma(W_{ir}x_t + b_{ir} + W_{hr}h_{t-1} + b_{hr}),\quad
+#   z_t = \sigma(W_{iz}x_t + b_{iz} + W_{hz}h_{t-1} + b_{hz}),$$
+# $$n_t = \tanh\big(W_{in}x_t + b_{in} + r_t \odot (W_{hn}h_{t-1} + b_{hn})\big),\qquad
+#   h_t = (1 - z_t)\odot n_t + z_t \odot h_{t-1}.$$
+# Like the LSTM's cell, $h_t$ is a gated *mix* of old and new, so gradients survive; it has 3 weight
+# blocks instead of 4. You will write it yourself in exercise 1; here is the library's version
+# against `nn.GRU`.
+
+# %%
+torch.manual_seed(0)
+torch_gru = nn.GRU(input_size=5, hidden_size=8, batch_first=True)
+gru_out, _ = unroll(GRUCell(5, 8).copy_from_torch(torch_gru), x_seq)
+gru_err = (gru_out - torch_gru(x_seq)[0]).abs().max().item()
+assert gru_err < 1e-5
+print(f"lib.rnn.GRUCell equals nn.GRU to 1e-5: {gru_err < 1e-5}")
+
+# %% [markdown]
+# ## 8. Character-level language models
+#
+# Now the real task. Each model embeds every character as a vector of 32 numbers, runs a recurrent
+# layer with 128 hidden units over the name, and maps every hidden state to 29 scores (**logits**)
+# for the next character: `lib.rnn.CharRNN`. For training speed we use PyTorch's fused `nn.RNN`,
+# `nn.LSTM` and `nn.GRU` — equal to our cells, as checked above. All three get the same recipe,
+# `lib.lm.train_lm`: AdamW, learning rate $3\cdot10^{-3}$ decayed along a cosine, batches of 64 names,
+# gradients clipped at norm 1, 15 epochs, and the weights of the epoch with the lowest validation
+# loss are kept. (On a GPU, try 256 hidden units and 40 epochs.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+EPOCHS = 15
+models, histories, test_nll = {}, {}, {"bigram": bigram_nll}
+for kind in ("rnn", "lstm", "gru"):
+    seed_everything(0)
+    models[kind] = CharRNN(V, kind, emb_dim=32, hidden_size=128)
+    histories[kind] = train_lm(models[kind], train_names, val_names, vocab, epochs=EPOCHS, lr=3e-3,
+                               batch_size=64, device=device)
+    test_nll[kind] = nll_per_char(models[kind], test_names, vocab)
+for name, value in test_nll.items():
+    params = sum(p.numel() for p in models[name].parameters()) if name in models else V * V
+    print(f"{name:6s}  {params:6d} parameters   test NLL {value:.3f} nats/char")
+
+# %%
+best = min(("rnn", "lstm", "gru"), key=test_nll.get)
+gap = bigram_nll - test_nll[best]
+assert gap >= 0.25, f"best recurrent LM only {gap:.3f} nats/char below the bigram"
+assert test_nll["lstm"] < test_nll["rnn"] and test_nll["gru"] < test_nll["rnn"]
+print("the best recurrent LM is at least 0.25 nats/char below the bigram:", gap >= 0.25)
+print("LSTM and GRU both beat the plain RNN:", True)
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 4))
+for kind, hist in histories.items():
+    line, = ax.plot(range(1, EPOCHS + 1), hist["val_loss"], label=f"{kind} validation")
+    ax.plot(range(1, EPOCHS + 1), hist["train_loss"], ls=":", color=line.get_color(), label=f"{kind} train")
+ax.axhline(bigram_nll, color="gray", ls="--", label="bigram (test)")
+ax.set(xlabel="epoch", ylabel="loss (nats/char)", title="Character language models on first names")
+ax.legend(fontsize=8, ncol=2)
+plt.show()
+
+# %% [markdown]
+# `fit` also recorded the largest gradient norm of every epoch *before* clipping. Spikes above 1 are
+# the steps that clipping tamed.
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for kind, hist in histories.items():
+    ax.semilogy(range(1, EPOCHS + 1), hist["grad_norm"], marker="o", label=kind)
+ax.axhline(1.0, color="gray", ls="--", label="clip threshold")
+ax.set(xlabel="epoch", ylabel="largest gradient norm", title="Gradient norms before clipping")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## 9. Generating names, and the temperature
+#
+# To generate, start from `.`, turn the logits $z$ into probabilities, draw a character, append it
+# and repeat until the end mark. The **temperature** $\tau$ reshapes the distribution before drawing:
+# $$p_i = \frac{e^{z_i/\tau}}{\sum_j e^{z_j/\tau}} .$$
+# $\tau < 1$ sharpens it (common, safe names), $\tau > 1$ flattens it (rarer, stranger ones), and
+# $\tau \to 0$ always takes the most likely character. `lib.lm.sample` does this with its own seeded
+# random generator, so the same seed gives the same names.
+
+# %%
+lstm = models["lstm"]
+with torch.no_grad():
+    first_logits = lstm(torch.tensor([[vocab.bos]]))[0, -1, 3:]  # scores of the 26 letters after "."
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for k, tau in enumerate((0.5, 1.0, 2.0)):
+    p = torch.softmax(first_logits / tau, dim=0)
+    ax.bar(np.arange(26) + (k - 1) * 0.28, p, width=0.28, label=f"τ = {tau}")
+ax.set_xticks(range(26), vocab.itos[3:])
+ax.set(xlabel="first letter", ylabel="probability", title="First-letter distribution of the LSTM")
+ax.legend()
+plt.show()
+entropy = [float(-(p * p.log()).sum()) for p in (torch.softmax(first_logits / t, 0) for t in (0.5, 1.0, 2.0))]
+assert entropy[0] < entropy[1] < entropy[2]
+print("entropy grows with the temperature:", entropy[0] < entropy[1] < entropy[2])
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for tau in (0.5, 1.0, 1.5):
+    print(f"τ = {tau}:", ", ".join(sample(lstm, vocab, n=10, temperature=tau, seed=0)))
+for kind in ("rnn", "gru"):
+    print(f"{kind} τ = 1:", ", ".join(sample(models[kind], vocab, n=10, seed=0)))
+
+# %%
+again = sample(lstm, vocab, n=10, temperature=1.0, seed=0)
+assert again == sample(lstm, vocab, n=10, temperature=1.0, seed=0)
+novel = [n for n in sample(lstm, vocab, n=200, seed=1) if n not in set(train_names)]
+assert len(novel) > 100
+print("same seed, same names: True | most of 200 sampled names are new (not in the training set): True")
+
+# %% [markdown]
+# ## 10. Widget: a name sampler
+#
+# Move the temperature and type a prefix: the bars show the LSTM's distribution of the next symbol
+# after the prefix, and every sampled name starts with the prefix. The logic is the plain function
+# `draw_sampler`, which returns the names; the widget (`lib.widgets.InteractiveFigure`) only calls it.
+
+# %%
+def draw_sampler(temperature: float = 1.0, prefix: str = "", n: int = 8, seed: int = 0) -> list[str]:
+    prefix = "".join(c for c in prefix.lower() if c in vocab.stoi and vocab.stoi[c] >= 3)
+    names = sample(lstm, vocab, n=n, temperature=temperature, prefix=prefix, seed=seed)
+    ids = torch.tensor([[vocab.bos, *vocab.encode(prefix, boundaries=False)]], device=device)
+    with torch.no_grad():
+        logits = lstm(ids)[0, -1].cpu()
+    symbols = [vocab.bos] + list(range(3, V))  # the end mark, then the letters
+    p = torch.softmax(logits[symbols] / temperature, dim=0)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar(range(len(symbols)), p)
+    ax.set_xticks(range(len(symbols)), ["."] + vocab.itos[3:])
+    ax.set(xlabel="next symbol ('.' ends the name)", ylabel="probability",
+           title=f"After '.{prefix}' at τ = {temperature:.1f}: " + ", ".join(names[:5]))
+    return names
+
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(draw_sampler(0.7, "Jo"))
+plt.show()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sampler = InteractiveFigure(
+    draw_sampler,
+    temperature=widgets.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.1, description="temperature",
+                                    continuous_update=False),
+    prefix=widgets.Text(value="", description="prefix", continuous_update=False))
+display(sampler)
+
+# %%
+sampler.children[0].value = 0.5
+sampler.children[1].value = "Ma"
+assert all(n.startswith("ma") for n in sampler.result)
+print(f"widget at {sampler.values()}: {len(sampler.result)} names, all starting with 'ma': True")
+
+# %% [markdown]
+# ## 11. The same in Keras
+#
+# Keras' `LSTM` layer computes the same equations. It stores the transposed matrices
+# ($x\,W$ rather than $W x$) and a single bias $b = b_{ih} + b_{hh}$, with the gates in the same order
+# (Keras calls the candidate $c$). We build the same model with `lib.rnn.keras_char_lstm`, copy the
+# trained PyTorch LSTM into it (`copy_char_lstm_to_keras`) and check that both give the same test
+# NLL; then we train a fresh Keras model for a few epochs with `model.fit`.
+
+# %%
+from lib.keras_models import load_keras
+from lib.rnn import copy_char_lstm_to_keras, keras_char_lstm
+
+keras = load_keras(seed=0)
+keras_lstm = keras_char_lstm(V, emb_dim=32, hidden_size=128)
+copy_char_lstm_to_keras(lstm.cpu(), keras_lstm)
+x_test, y_test = lm_tensors(test_names, vocab)
+keras_logits = keras_lstm(x_test.numpy(), training=False).numpy()
+keep = y_test.numpy() != -100
+keras_nll = float(F.cross_entropy(torch.from_numpy(keras_logits[keep]).double(), y_test[y_test != -100]))
+assert abs(keras_nll - test_nll["lstm"]) < 1e-4
+print(f"Keras LSTM with the PyTorch weights: same test NLL to 1e-4: True ({keras_nll:.2f} nats/char)")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+keras_model = keras_char_lstm(V, emb_dim=32, hidden_size=128)
+keras_model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-100))
+keras_model.fit(x_train.numpy(), y_train.numpy(), batch_size=64, epochs=4, verbose=0)
+keras_logits = keras_model.predict(x_test.numpy(), batch_size=512, verbose=0)
+keras_trained_nll = float(F.cross_entropy(torch.from_numpy(keras_logits[keep]).double(), y_test[y_test != -100]))
+print(f"Keras LSTM trained for 4 epochs: test NLL {keras_trained_nll:.3f} nats/char")
+
+# %%
+assert keras_trained_nll < bigram_nll
+print("the Keras LSTM beats the bigram after 4 epochs:", keras_trained_nll < bigram_nll)
+
+# %% [markdown]
+# ## Summary
+#
+# - A language model is scored by its test **NLL in nats per character**; the counting bigram is the
+#   baseline every sequence model must beat.
+# - An **RNN** carries a hidden state $h_t = \tanh(W_{ih}x_t + W_{hh}h_{t-1} + b)$ with weights shared
+#   over time; training it is backpropagation through the unrolled loop (**BPTT**), whose gradient
+#   is a product of one Jacobian per step — so it **vanishes or explodes** exponentially.
+# - **Clipping** the global gradient norm stops explosions. The **LSTM** (cell state updated by
+#   addition, gated by $f_t$) and the **GRU** keep gradients alive over many steps.
+# - On first names, LSTM and GRU beat the plain RNN and leave the bigram far behind; sampling with a
+#   **temperature** trades safety for variety.
+# - Chapter 06 replaces the recurrence by **attention**, which lets every position look at every
+#   earlier one directly.
+#
+# ## Exercises
+#
+# **Exercise 1 — the GRU step.** Complete `gru_step` so that it computes one step of the GRU of
+# section 7. `W_ih: (3H, I)` and `W_hh: (3H, H)` stack the blocks in the order $r, z, n$ (as
+# PyTorch does); `b_ih`, `b_hh: (3H,)`.
+
+# %%
+def gru_step(x, h, W_ih, W_hh, b_ih, b_hh):
+    """x: (B, I), h: (B, H) -> new h: (B, H)."""
+    ### BEGIN SOLUTION
+    xr, xz, xn = (x @ W_ih.T + b_ih).chunk(3, dim=1)
+    hr, hz, hn = (h @ W_hh.T + b_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return (1 - z) * n + z * h
+    ### END SOLUTION
+
+
+# %%
+torch.manual_seed(5)
+_gru = nn.GRUCell(4, 6)
+_x, _h = torch.randn(3, 4), torch.randn(3, 6)
+_expected = _gru(_x, _h).detach()
+_got = check.answer_of("gru_step", lambda: gru_step(_x, _h, _gru.weight_ih, _gru.weight_hh, _gru.bias_ih, _gru.bias_hh))
+check.check_true("gru_step", isinstance(_got, torch.Tensor) and _got.shape == _expected.shape
+                 and torch.allclose(_got.detach(), _expected, atol=1e-5),
+                 f"expected nn.GRUCell's new state, a (3, 6) tensor starting {_expected[0, :3].numpy().round(4)}; "
+                 f"check the gate order r, z, n and that r multiplies (W_hn h + b_hn)")
+
+
+# %% [markdown]
+# **Exercise 2 — temperature.** Complete `softmax_with_temperature(logits, tau)` for a 1-D tensor of
+# logits and a temperature $\tau > 0$ (section 9). Subtract the maximum before exponentiating so
+# that large logits do not overflow.
+
+# %%
+def softmax_with_temperature(logits, tau):
+    ### BEGIN SOLUTION
+    z = logits / tau
+    e = torch.exp(z - z.max())
+    return e / e.sum()
+    ### END SOLUTION
+
+
+# %%
+_z = torch.tensor([2.0, 1.0, 0.1, -3.0])
+_cases = [(_z, 1.0), (_z, 0.5), (torch.tensor([1000.0, 999.0]), 2.0)]
+_got = [check.answer_of("softmax_with_temperature", lambda: softmax_with_temperature(z, t)) for z, t in _cases]
+_expected = [torch.softmax(z / t, dim=0) for z, t in _cases]
+check.check_true("softmax_with_temperature",
+                 all(isinstance(g, torch.Tensor) and torch.allclose(g, e, atol=1e-6) for g, e in zip(_got, _expected)),
+                 f"for logits {_z.tolist()} and tau = 0.5 expected {_expected[1].numpy().round(4)}; "
+                 "and for [1000, 999] (tau = 2) finite probabilities [0.6225, 0.3775]")
+
+
+# %% [markdown]
+# **Exercise 3 — how surprising is a name?** Complete `name_nll(name)` so that it returns the
+# average negative log-likelihood, in nats per character, of one name under the smoothed bigram
+# probabilities `probs` of section 2 (count the final end mark too, as `nll_per_char` does).
+# Then look: which is more surprising to the bigram, "anna" or "zyxw"?
+
+# %%
+def name_nll(name):
+    ### BEGIN SOLUTION
+    ids = vocab.encode(name)
+    return -sum(math.log(probs[a, b]) for a, b in zip(ids[:-1], ids[1:])) / (len(ids) - 1)
+    ### END SOLUTION
+
+
+# %%
+_got = [check.answer_of("name_nll", lambda: name_nll(n)) for n in ("anna", "zyxw", "bo")]
+_expected = [nll_per_char(bigram, [n], vocab) for n in ("anna", "zyxw", "bo")]
+check.check_true("name_nll", all(g is not None and abs(float(g) - e) < 1e-5 for g, e in zip(_got, _expected)),
+                 f"expected {[round(e, 4) for e in _expected]} nats/char for anna, zyxw, bo; found {_got}")
+print(f"anna costs {_expected[0]:.2f} nats/char, zyxw {_expected[1]:.2f}: the bigram finds zyxw far more surprising")
+
+
+# %% [markdown]
+# **Exercise 4 — clipping by hand.** With `max_norm = 5`, what is the norm of the gradient vector
+# $(30, 40)$ after clipping, and what vector is it? Store the clipped vector in `clipped_vector`
+# (a list of two numbers).
+
+# %%
+### BEGIN SOLUTION
+clipped_vector = [3.0, 4.0]
+### END SOLUTION
+
+# %%
+check.check_close("clipped_vector", check.answer_of("clipped_vector", lambda: clipped_vector), [3.0, 4.0], atol=1e-6)

@@ -1,0 +1,75 @@
+"""lib.lm: bigram counts, nats per character, sampling reproducible under a seed."""
+import math
+
+import pytest
+import torch
+
+from lib.lm import BigramLM, bigram_counts, lm_loss, nll_per_char, sample, train_lm
+from lib.rnn import CharRNN
+from lib.text import CharVocab
+from lib.transformer import GPT, TransformerConfig
+
+V = CharVocab()
+NAMES = ["anna", "ann", "bob", "abba"]
+
+
+def test_bigram_counts_and_probabilities():
+    counts = bigram_counts(["ab"], V)
+    a, b = V.stoi["a"], V.stoi["b"]
+    assert counts[V.bos, a] == 1 and counts[a, b] == 1 and counts[b, V.bos] == 1 and counts.sum() == 3
+    model = BigramLM(NAMES, V, alpha=0.0)
+    probs = model.log_probs.exp()
+    assert torch.allclose(probs[V.bos].sum(), torch.tensor(1.0))
+    assert math.isclose(float(probs[V.bos, a]), 3 / 4, rel_tol=1e-6)  # 3 of 4 names start with "a"
+
+
+def test_nll_per_char_by_hand():
+    model = BigramLM(["ab"], V, alpha=0.0)
+    assert nll_per_char(model, ["ab"], V) == pytest.approx(0.0, abs=1e-6)  # every step is certain
+    uniform = BigramLM(["ab"], V, alpha=1e9)
+    assert nll_per_char(uniform, NAMES, V) == pytest.approx(math.log(len(V)), rel=1e-4)
+
+
+def test_lm_loss_ignores_padding():
+    logits = torch.randn(2, 3, len(V))
+    targets = torch.tensor([[4, 5, -100], [6, -100, -100]])
+    expected = torch.nn.functional.cross_entropy(logits[[0, 0, 1], [0, 1, 0]], torch.tensor([4, 5, 6]))
+    assert torch.allclose(lm_loss(logits, targets), expected)
+    with pytest.raises(ValueError, match=r"\(B, T, V\)"):
+        lm_loss(logits[0], targets)
+
+
+@pytest.mark.parametrize("make", [lambda: BigramLM(NAMES, V), lambda: CharRNN(len(V), "gru", 8, 16),
+                                  lambda: GPT(TransformerConfig(len(V), 16, 2, 1, max_len=8))])
+def test_sample_reproducible_with_prefix(make):
+    torch.manual_seed(0)
+    model = make()
+    state = torch.random.get_rng_state()
+    a = sample(model, V, n=5, temperature=1.0, prefix="an", max_len=12, seed=7)
+    b = sample(model, V, n=5, temperature=1.0, prefix="an", max_len=12, seed=7)
+    assert a == b and torch.equal(state, torch.random.get_rng_state())
+    assert all(s.startswith("an") and len(s) <= 12 and set(s) <= set("abcdefghijklmnopqrstuvwxyz") for s in a)
+    assert sample(model, V, n=5, seed=8) != sample(model, V, n=5, seed=9)
+
+
+def test_temperature_zero_is_greedy():
+    model = BigramLM(["ab"] * 5 + ["b"], V, alpha=0.0)
+    assert sample(model, V, n=3, temperature=0) == ["ab"] * 3
+    with pytest.raises(ValueError, match="temperature"):
+        sample(model, V, temperature=-1)
+
+
+def test_train_lm_is_reproducible_and_restores_best():
+    from lib.text import names_split
+
+    names = names_split("first", "train")[:64]
+    val = names_split("first", "val")[:32]
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = CharRNN(len(V), "gru", 8, 16)
+        history = train_lm(model, names, val, V, epochs=2, batch_size=16, device="cpu", progress=False)
+        runs.append(model.head.weight.detach().clone())
+    assert torch.equal(runs[0], runs[1])
+    assert len(history["val_loss"]) == 2 and "grad_norm" in history
+    assert nll_per_char(model, val, V) == pytest.approx(min(history["val_loss"]), rel=0.05)
