@@ -1,0 +1,318 @@
+"""Autoencoders and variational autoencoders (chapter 08), for flat images such as the 8x8 digits.
+
+- ``pca_fit`` / ``pca_reconstruct``: the linear baseline an autoencoder must beat at equal code size.
+- ``Autoencoder``: a deterministic MLP encoder ``x -> code`` and decoder ``code -> x_hat``.
+- ``gaussian_kl``, ``reparameterize``, ``bernoulli_nll``, ``elbo_terms``, ``vae_loss``: the pieces
+  of the ELBO. With an encoder ``q(z|x) = N(mu, diag(exp(logvar)))``, a prior ``p(z) = N(0, I)`` and a
+  Bernoulli decoder, ``-ELBO(x) = E_q[-log p(x|z)] + KL(q(z|x) || p(z))``, in nats.
+- ``VAE``: the MLP encoder/decoder pair; ``forward`` returns ``(logits, mu, logvar)``.
+- ``train_autoencoder`` / ``train_vae``: short full-data training loops (the whole digits split fits in
+  one tensor, so no DataLoader is needed).
+- ``keras_vae``: the same VAE in Keras, with its own ``train_step``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _check_2d(name: str, t: torch.Tensor, width: int | None = None) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.ndim != 2 or (width is not None and t.shape[1] != width):
+        want = f"(batch, {width})" if width is not None else "(batch, dim)"
+        raise ValueError(f"{name} must have shape {want}; got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {t.dtype}")
+
+
+# --------------------------------------------------------------------------- PCA baseline
+def pca_fit(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Principal components of ``X: (n, d)`` by SVD of the centred data.
+
+    Returns ``mean: (d,)`` and ``components: (k, d)`` (orthonormal rows, largest variance first).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (n, d); got {X.shape}")
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(X.shape):
+        raise ValueError(f"k must be an int in 1..{min(X.shape)}; got {k!r}")
+    mean = X.mean(axis=0)
+    _, _, Vt = np.linalg.svd(X - mean, full_matrices=False)
+    return mean, Vt[:k]
+
+
+def pca_reconstruct(X: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """Project ``X: (n, d)`` onto the ``components: (k, d)`` and map back: ``(n, d)``."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != components.shape[1]:
+        raise ValueError(f"X must have shape (n, {components.shape[1]}); got {X.shape}")
+    return (X - mean) @ components.T @ components + mean
+
+
+# --------------------------------------------------------------------------- models
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class Autoencoder(nn.Module):
+    """``x: (batch, n_in)`` in [0, 1] -> ``code: (batch, code_size)`` -> ``x_hat: (batch, n_in)`` in (0, 1)."""
+
+    def __init__(self, code_size: int, n_in: int = 64, hidden: int = 128):
+        super().__init__()
+        if code_size < 1 or hidden < 1:
+            raise ValueError(f"code_size and hidden must be positive; got {code_size}, {hidden}")
+        self.n_in = n_in
+        self.encoder = _mlp([n_in, hidden, code_size])
+        self.decoder = nn.Sequential(_mlp([code_size, hidden, n_in]), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_2d("x", x, self.n_in)
+        return self.decoder(self.encoder(x))
+
+
+class VAE(nn.Module):
+    """A Gaussian-encoder, Bernoulli-decoder VAE for flat images ``x: (batch, n_in)`` in [0, 1].
+
+    ``encode(x) -> (mu, logvar)``, each ``(batch, latent)``; ``decode(z) -> logits (batch, n_in)``;
+    ``forward(x) -> (logits, mu, logvar)`` with one reparameterised sample per example.
+    """
+
+    def __init__(self, latent: int = 2, n_in: int = 64, hidden: int = 128):
+        super().__init__()
+        if latent < 1 or hidden < 1:
+            raise ValueError(f"latent and hidden must be positive; got {latent}, {hidden}")
+        self.latent, self.n_in = latent, n_in
+        self.encoder = _mlp([n_in, hidden, 2 * latent])  # one head, split into mu and logvar
+        self.decoder = _mlp([latent, hidden, n_in])
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_2d("x", x, self.n_in)
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        _check_2d("z", z, self.latent)
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar, generator=generator)
+        return self.decode(z), mu, logvar
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images drawn from the prior: ``z ~ N(0, I)``, pixels = sigmoid(decoder(z)): ``(n, n_in)``."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent, generator=generator, device=device)
+        return torch.sigmoid(self.decode(z))
+
+
+# --------------------------------------------------------------------------- ELBO pieces
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, diag(exp(logvar))) || N(0, I))`` in closed form, summed over latent dims: ``(batch,)``.
+
+    Per dimension: ``0.5 * (mu^2 + sigma^2 - 1 - log sigma^2)``.
+    """
+    _check_2d("mu", mu)
+    if logvar.shape != mu.shape:
+        raise ValueError(f"logvar must have the shape of mu {tuple(mu.shape)}; got {tuple(logvar.shape)}")
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """``z = mu + sigma * eps`` with ``eps ~ N(0, I)``: a sample that gradients can flow through.
+
+    The randomness sits in ``eps`` (drawn here unless given), so ``dz/dmu = 1`` and
+    ``dz/dlogvar = 0.5 * sigma * eps`` are ordinary derivatives. Shapes: all ``(batch, latent)``.
+    """
+    _check_2d("mu", mu)
+    if logvar.shape != mu.shape:
+        raise ValueError(f"logvar must have the shape of mu {tuple(mu.shape)}; got {tuple(logvar.shape)}")
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    elif eps.shape != mu.shape:
+        raise ValueError(f"eps must have the shape of mu {tuple(mu.shape)}; got {tuple(eps.shape)}")
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``-log p(x|z)`` of a Bernoulli decoder, summed over pixels, in nats: ``(batch,)``.
+
+    ``logits, x: (batch, n_in)``; ``x`` in [0, 1]. For grey pixels this is the expected negative
+    log-likelihood of an image binarised at random with ``P(pixel on) = x``.
+    """
+    _check_2d("logits", logits)
+    if x.shape != logits.shape:
+        raise ValueError(f"x must have the shape of logits {tuple(logits.shape)}; got {tuple(x.shape)}")
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+
+
+def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1,
+               generator: torch.Generator | None = None) -> dict[str, float]:
+    """Mean reconstruction term, KL term and ``-ELBO`` (nats per image) of ``model`` on ``x: (n, n_in)``.
+
+    The reconstruction expectation is estimated with ``samples`` draws of ``z`` per image; the KL
+    is exact. Returns floats ``{"recon", "kl", "neg_elbo"}`` (``neg_elbo = recon + kl``).
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1; got {samples}")
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        recon = torch.stack([bernoulli_nll(model.decode(reparameterize(mu, logvar, generator=generator)), x)
+                             for _ in range(samples)]).mean(0)
+        kl = gaussian_kl(mu, logvar)
+    model.train(was_training)
+    r, k = float(recon.mean()), float(kl.mean())
+    return {"recon": r, "kl": k, "neg_elbo": r + k}
+
+
+def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+             beta: float = 1.0) -> torch.Tensor:
+    """The training loss ``mean_batch[recon + beta * KL]`` (a scalar); ``beta = 1`` is ``-ELBO``."""
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0; got {beta}")
+    return (bernoulli_nll(logits, x) + beta * gaussian_kl(mu, logvar)).mean()
+
+
+# --------------------------------------------------------------------------- training
+def _batches(n: int, batch_size: int, generator: torch.Generator):
+    perm = torch.randperm(n, generator=generator)
+    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def train_autoencoder(model: Autoencoder, X: torch.Tensor, epochs: int = 60, batch_size: int = 64,
+                      lr: float = 3e-3, seed: int = 0) -> list[float]:
+    """Minimise the mean squared reconstruction error on ``X: (n, n_in)``; returns the loss per epoch."""
+    _check_2d("X", X, model.n_in)
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(epochs):
+        total = 0.0
+        for idx in _batches(len(X), batch_size, g):
+            xb = X[idx]
+            loss = F.mse_loss(model(xb), xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / len(X))
+    return losses
+
+
+def train_vae(model: VAE, X: torch.Tensor, epochs: int = 100, batch_size: int = 64, lr: float = 3e-3,
+              beta: float = 1.0, seed: int = 0) -> dict[str, list[float]]:
+    """Minimise ``recon + beta * KL`` on ``X: (n, n_in)``; returns per-epoch means of both terms."""
+    _check_2d("X", X, model.n_in)
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.Generator(device=X.device).manual_seed(seed + 1)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    history: dict[str, list[float]] = {"recon": [], "kl": []}
+    for _ in range(epochs):
+        rec_sum = kl_sum = 0.0
+        for idx in _batches(len(X), batch_size, g):
+            xb = X[idx]
+            logits, mu, logvar = model(xb, generator=noise)
+            rec, kl = bernoulli_nll(logits, xb), gaussian_kl(mu, logvar)
+            loss = (rec + beta * kl).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            rec_sum += float(rec.detach().sum())
+            kl_sum += float(kl.detach().sum())
+        history["recon"].append(rec_sum / len(X))
+        history["kl"].append(kl_sum / len(X))
+    return history
+
+
+# --------------------------------------------------------------------------- Keras
+def keras_vae(latent: int = 2, n_in: int = 64, hidden: int = 128, beta: float = 1.0, seed: int = 0):
+    """The same VAE in Keras: a ``keras.Model`` subclass whose ``train_step`` minimises ``recon + beta*KL``.
+
+    ``model(x)`` returns ``(logits, mu, logvar)``; ``fit`` reports the mean ``recon`` and ``kl`` (nats).
+    """
+    from lib.keras_models import load_keras
+
+    keras = load_keras(seed)
+    import tensorflow as tf  # already imported by load_keras; train_step needs its GradientTape
+
+    class KerasVAE(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.latent = latent
+            self.encoder = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(hidden, "relu"),
+                                             keras.layers.Dense(2 * latent)])
+            self.decoder = keras.Sequential([keras.Input((latent,)), keras.layers.Dense(hidden, "relu"),
+                                             keras.layers.Dense(n_in)])
+            self.noise = keras.random.SeedGenerator(seed)
+            self.recon_tracker = keras.metrics.Mean(name="recon")
+            self.kl_tracker = keras.metrics.Mean(name="kl")
+
+        @property
+        def metrics(self):
+            return [self.recon_tracker, self.kl_tracker]
+
+        def call(self, x):
+            mu, logvar = tf.split(self.encoder(x), 2, axis=1)
+            eps = keras.random.normal(tf.shape(mu), seed=self.noise)
+            z = mu + tf.exp(0.5 * logvar) * eps  # the reparameterisation trick
+            return self.decoder(z), mu, logvar
+
+        def terms(self, x):
+            logits, mu, logvar = self(x)
+            recon = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=1)
+            kl = 0.5 * tf.reduce_sum(tf.square(mu) + tf.exp(logvar) - 1.0 - logvar, axis=1)
+            return recon, kl
+
+        def train_step(self, data):
+            x = data[0] if isinstance(data, tuple) else data
+            with tf.GradientTape() as tape:
+                recon, kl = self.terms(x)
+                loss = tf.reduce_mean(recon + beta * kl)
+            grads = tape.gradient(loss, self.trainable_weights)
+            self.optimizer.apply(grads, self.trainable_weights)
+            self.recon_tracker.update_state(recon)
+            self.kl_tracker.update_state(kl)
+            return {m.name: m.result() for m in self.metrics}
+
+        def test_step(self, data):
+            x = data[0] if isinstance(data, tuple) else data
+            recon, kl = self.terms(x)
+            self.recon_tracker.update_state(recon)
+            self.kl_tracker.update_state(kl)
+            return {m.name: m.result() for m in self.metrics}
+
+    model = KerasVAE()
+    model.build((None, n_in))
+    return model
+
+
+def latent_grid(model: VAE, n: int = 10, limit: float = 2.5) -> np.ndarray:
+    """Decode an ``n x n`` grid of 2-D latent points in ``[-limit, limit]^2``: ``(n, n, 8, 8)`` pixels.
+
+    Row ``i`` runs from ``z2 = +limit`` (top) to ``-limit``; column ``j`` from ``z1 = -limit`` to ``+limit``.
+    """
+    if model.latent != 2:
+        raise ValueError(f"latent_grid needs a 2-D latent space; the model has {model.latent}")
+    side = int(math.isqrt(model.n_in))
+    ticks = torch.linspace(-limit, limit, n)
+    z = torch.stack(torch.meshgrid(ticks.flip(0), ticks, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        pix = torch.sigmoid(model.decode(z.to(device))).cpu().numpy()
+    return pix.reshape(n, n, side, side)

@@ -1,0 +1,175 @@
+"""Tests of lib.vae: the ELBO pieces against references, shapes, errors, determinism, Keras twin."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib import vae
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster and the results are identical
+    yield
+    torch.set_num_threads(before)
+
+
+def test_gaussian_kl_matches_torch_and_monte_carlo():
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    logvar = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    closed = vae.gaussian_kl(mu, logvar)
+    assert closed.shape == (4,)
+    torch.testing.assert_close(closed, torch.distributions.kl_divergence(q, p).sum(1))
+    torch.manual_seed(1)
+    z = q.sample((400_000,))
+    mc = (q.log_prob(z) - p.log_prob(z)).sum(2).mean(0)
+    torch.testing.assert_close(mc, closed, rtol=0.01, atol=0.01)
+
+
+def test_gaussian_kl_is_zero_at_the_prior():
+    zeros = torch.zeros(2, 5)
+    assert torch.equal(vae.gaussian_kl(zeros, zeros), torch.zeros(2))
+
+
+def test_reparameterized_sample_gradient():
+    mu = torch.tensor([[0.3, -1.0]], requires_grad=True)
+    logvar = torch.tensor([[0.4, -0.6]], requires_grad=True)
+    eps = torch.tensor([[1.5, -0.2]])
+    z = vae.reparameterize(mu, logvar, eps=eps)
+    torch.testing.assert_close(z, mu + torch.exp(0.5 * logvar) * eps)
+    z.sum().backward()
+    torch.testing.assert_close(mu.grad, torch.ones_like(mu))
+    torch.testing.assert_close(logvar.grad, 0.5 * torch.exp(0.5 * logvar.detach()) * eps)
+
+
+def test_reparameterized_monte_carlo_gradient_of_expectation():
+    # E[z^2] = mu^2 + sigma^2, so d/dmu = 2 mu and d/dlogvar = sigma^2
+    mu = torch.tensor([[0.7]], dtype=torch.float64, requires_grad=True)
+    logvar = torch.tensor([[-0.5]], dtype=torch.float64, requires_grad=True)
+    n = 200_000
+    z = vae.reparameterize(mu.expand(n, 1), logvar.expand(n, 1),
+                           generator=torch.Generator().manual_seed(0))
+    (z**2).mean().backward()
+    assert abs(mu.grad.item() - 1.4) < 0.02
+    assert abs(logvar.grad.item() - math.exp(-0.5)) < 0.02
+
+
+def test_reparameterize_draws_are_reproducible_and_distributed():
+    mu, logvar = torch.full((50_000, 1), 2.0), torch.full((50_000, 1), math.log(0.25))
+    a = vae.reparameterize(mu, logvar, generator=torch.Generator().manual_seed(3))
+    b = vae.reparameterize(mu, logvar, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    assert abs(a.mean().item() - 2.0) < 0.01 and abs(a.std().item() - 0.5) < 0.01
+
+
+def test_bernoulli_nll_and_vae_loss_by_hand():
+    g = torch.Generator().manual_seed(0)
+    logits, x = torch.randn(3, 6, generator=g), torch.rand(3, 6, generator=g)
+    p = torch.sigmoid(logits)
+    by_hand = -(x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(1)
+    torch.testing.assert_close(vae.bernoulli_nll(logits, x), by_hand, rtol=1e-5, atol=1e-5)
+    mu, logvar = torch.randn(3, 2, generator=g), torch.randn(3, 2, generator=g)
+    expected = (by_hand + 2.0 * vae.gaussian_kl(mu, logvar)).mean()
+    torch.testing.assert_close(vae.vae_loss(logits, x, mu, logvar, beta=2.0), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_pca_matches_sklearn():
+    from sklearn.decomposition import PCA
+
+    X = np.random.default_rng(0).normal(size=(50, 6))
+    mean, comps = vae.pca_fit(X, 3)
+    assert comps.shape == (3, 6)
+    ref = PCA(3).fit(X)
+    np.testing.assert_allclose(vae.pca_reconstruct(X, mean, comps), ref.inverse_transform(ref.transform(X)),
+                               atol=1e-10)
+
+
+def test_shapes():
+    torch.manual_seed(0)
+    x = torch.rand(5, 64)
+    ae = vae.Autoencoder(code_size=3)
+    assert ae(x).shape == (5, 64) and ae.encoder(x).shape == (5, 3)
+    model = vae.VAE(latent=4)
+    logits, mu, logvar = model(x)
+    assert logits.shape == (5, 64) and mu.shape == logvar.shape == (5, 4)
+    assert model.sample(7).shape == (7, 64)
+    assert vae.latent_grid(vae.VAE(latent=2), n=3).shape == (3, 3, 8, 8)
+    terms = vae.elbo_terms(model, x, samples=2)
+    assert terms["neg_elbo"] == pytest.approx(terms["recon"] + terms["kl"])
+
+
+def test_latent_grid_orientation():
+    model = vae.VAE(latent=2)
+    seen = []
+    model.decode = lambda z: (seen.append(z.clone()), torch.zeros(len(z), 64))[1]
+    vae.latent_grid(model, n=3, limit=1.0)
+    z = seen[0].reshape(3, 3, 2)
+    assert z[0, 0].tolist() == [-1.0, 1.0]   # top-left: smallest z1, largest z2
+    assert z[2, 2].tolist() == [1.0, -1.0]
+
+
+def test_bad_inputs():
+    model = vae.VAE(latent=2)
+    with pytest.raises(ValueError, match=r"\(batch, 64\)"):
+        model(torch.rand(5, 63))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        vae.gaussian_kl(np.zeros((2, 2)), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="shape of mu"):
+        vae.gaussian_kl(torch.zeros(2, 2), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="eps"):
+        vae.reparameterize(torch.zeros(2, 2), torch.zeros(2, 2), eps=torch.zeros(3, 2))
+    with pytest.raises(TypeError, match="floating"):
+        vae.bernoulli_nll(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="beta"):
+        vae.vae_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 1), torch.zeros(1, 1), beta=-1)
+    with pytest.raises(ValueError, match="2-D latent"):
+        vae.latent_grid(vae.VAE(latent=3))
+    with pytest.raises(ValueError, match="k must be"):
+        vae.pca_fit(np.zeros((10, 4)), 5)
+    with pytest.raises(ValueError, match="latent and hidden"):
+        vae.VAE(latent=0)
+
+
+def test_training_is_deterministic_and_learns():
+    X = torch.rand(128, 64, generator=torch.Generator().manual_seed(0)).round()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = vae.VAE(latent=2, hidden=16)
+        hist = vae.train_vae(model, X, epochs=5, batch_size=32, seed=1)
+        runs.append((model, hist))
+    assert hist["recon"][-1] < hist["recon"][0]
+    for a, b in zip(runs[0][0].parameters(), runs[1][0].parameters()):
+        assert torch.equal(a, b)
+    torch.manual_seed(0)
+    ae = vae.Autoencoder(code_size=2, hidden=16)
+    losses = vae.train_autoencoder(ae, X, epochs=5, batch_size=32)
+    assert losses[-1] < losses[0]
+
+
+def test_keras_vae_matches_pytorch_terms():
+    torch.manual_seed(0)
+    tv = vae.VAE(latent=2, hidden=16)
+    kv = vae.keras_vae(latent=2, hidden=16)
+    # copy the PyTorch weights (Linear stores (out, in); Dense stores (in, out))
+    torch_linears = [m for m in list(tv.encoder) + list(tv.decoder) if isinstance(m, torch.nn.Linear)]
+    keras_denses = [l for l in kv.encoder.layers + kv.decoder.layers if l.get_weights()]
+    for lin, dense in zip(torch_linears, keras_denses):
+        dense.set_weights([lin.weight.detach().numpy().T, lin.bias.detach().numpy()])
+    x = np.random.default_rng(0).random((6, 64)).astype(np.float32)
+    _, k_mu, k_logvar = kv(x)
+    t_mu, t_logvar = tv.encode(torch.tensor(x))
+    np.testing.assert_allclose(np.asarray(k_mu), t_mu.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(k_logvar), t_logvar.detach().numpy(), atol=1e-5)
+    _, k_kl = kv.terms(x)
+    np.testing.assert_allclose(np.asarray(k_kl), vae.gaussian_kl(t_mu, t_logvar).detach().numpy(), atol=1e-5)
+    keras = __import__("keras")
+    kv.compile(optimizer=keras.optimizers.Adam(1e-3))
+    hist = kv.fit(x, epochs=2, batch_size=3, verbose=0)
+    assert set(hist.history) == {"recon", "kl"} and np.isfinite(hist.history["recon"]).all()
