@@ -8,6 +8,7 @@ regression tests; stderr is noise.
 import os
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")  # unit tests never open windows
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -21,3 +22,15 @@ def pytest_collection_modifyitems(session, config, items):
         skip = getattr(notebook, "skip_compare", None)
         if skip is not None and "stderr" not in skip:
             notebook.skip_compare = tuple(skip) + ("stderr",)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Unit tests use tiny tensors: a second thread only adds synchronisation, and on a busy machine
+    two threads can be many times slower. Results are the same either way."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -6,14 +6,6 @@ import torch.nn.functional as F
 from lib.transformer import GPT, Block, Encoder, Seq2Seq, TransformerConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: a second thread only adds synchronisation (and is very slow on a busy machine)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _ids(b=3, t=7, v=20, seed=0):
     return torch.randint(3, v, (b, t), generator=torch.Generator().manual_seed(seed))

@@ -9,14 +9,6 @@ import torch.nn.functional as F
 from lib import vae
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is faster and the results are identical
-    yield
-    torch.set_num_threads(before)
-
-
 def test_gaussian_kl_matches_torch_and_monte_carlo():
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(4, 3, generator=g, dtype=torch.float64)
