@@ -1,0 +1,235 @@
+"""Fine-tuning a pretrained encoder on few labels (chapter 07; pretraining: ``lib.mlm``).
+
+A classifier is an encoder (``lib.transformer.Encoder`` API: ``encoder(ids, pad_mask) -> (B, T, d)``)
+plus pooling and a linear head. Three ways to train it on ``n`` labelled names: from scratch (fresh
+encoder), fine-tuned (pretrained encoder, every weight trained), linear probe (pretrained encoder
+frozen, only the head trained). Shapes: ``B`` batch, ``T`` length, ``d`` width, ``C`` classes.
+
+- ``Classifier``, ``freeze``/``unfreeze``, ``count_parameters``;
+- ``finetune`` and ``linear_probe`` (through ``lib.train.fit``, class-weighted cross-entropy),
+  ``encode_features``, ``predict_labels``;
+- the labelled task: ``gender_task`` (which census list a first name is on), ``balanced_subset``;
+- ``keras_head``: the same kind of head in Keras, for frozen features.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lib.data import check_split, make_loader
+from lib.device import get_device
+from lib.mlm import check_ids, encoder_sizes, length_buckets, trim_padding
+from lib.text import CharVocab, load_names, names_split
+from lib.train import History, fit
+
+
+class Classifier(nn.Module):
+    """Encoder + pooling to one vector per sequence + dropout + a linear layer.
+
+    ``pooling``: ``"last"`` reads the hidden state at the last non-padding position (the closing
+    boundary ``.`` of a name: a summary token, like BERT's ``[CLS]``), ``"first"`` at position 0,
+    ``"mean"`` averages over the non-padding positions. ``features(ids: (B, T)) -> (B, d)``;
+    ``forward(ids) -> logits (B, C)``. The encoder can be a pretrained one (fine-tuning), a frozen
+    one (linear probe) or a fresh one (from scratch).
+    """
+    POOLINGS = ("last", "first", "mean")
+
+    def __init__(self, encoder: nn.Module, n_classes: int = 2, d_model: int | None = None,
+                 pad_id: int = 0, dropout: float = 0.1, pooling: str = "last") -> None:
+        super().__init__()
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"pooling must be one of {self.POOLINGS}; got {pooling!r}")
+        d_model, _ = encoder_sizes(encoder, d_model, 1)
+        self.encoder, self.pad_id, self.pooling = encoder, pad_id, pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(d_model, n_classes)
+
+    def features(self, ids: torch.Tensor) -> torch.Tensor:
+        check_ids(ids)
+        ids, = trim_padding(ids, pad_id=self.pad_id)
+        pad = ids == self.pad_id
+        hidden = self.encoder(ids, pad)                            # (B, T, d)
+        if self.pooling == "first":
+            return hidden[:, 0]
+        if self.pooling == "last":                                 # right padding: last real token
+            return hidden[torch.arange(len(ids), device=ids.device), (~pad).sum(1).clamp(min=1) - 1]
+        keep = (~pad).unsqueeze(-1).to(hidden.dtype)               # (B, T, 1)
+        return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(ids)))
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Stop gradients to every parameter of ``module`` (in place); returns the module."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def unfreeze(module: nn.Module) -> nn.Module:
+    """Undo ``freeze``: every parameter of ``module`` is trainable again; returns the module."""
+    for p in module.parameters():
+        p.requires_grad_(True)
+    return module
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (only those with ``requires_grad`` if ``trainable_only``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def class_weighted_ce(labels: torch.Tensor, n_classes: int) -> Callable:
+    """Cross-entropy with weights ``N / (C * count_c)``, so each class counts equally in the loss.
+
+    With balanced ``labels`` every weight is 1 and this is plain cross-entropy.
+    """
+    counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
+    weight = len(labels) / (n_classes * counts)
+    return lambda output, target: F.cross_entropy(output, target, weight=weight.to(output.device))
+
+
+class _BucketSampler(torch.utils.data.Sampler):
+    """Batches of similar lengths (``lib.mlm.length_buckets``), drawn afresh every epoch."""
+
+    def __init__(self, ids: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.ids, self.batch_size = ids, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        return iter([b.tolist() for b in length_buckets(self.ids, self.batch_size, self.generator)])
+
+    def __len__(self) -> int:
+        return -(-len(self.ids) // self.batch_size)
+
+
+def finetune(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+             batch_size: int = 32, lr: float = 1e-3, seed: int = 0, n_classes: int = 2,
+             bucket: bool = False, progress: bool = False,
+             device: torch.device | str | None = None) -> History:
+    """Train every trainable parameter of ``model`` on ``(ids: (N, T), labels: (N,))`` with
+    ``lib.train.fit`` and a class-weighted cross-entropy. Frozen parameters stay as they are.
+
+    ``bucket=True`` groups names of similar length in a batch (less padding, faster on large sets).
+    """
+    check_ids(ids)
+    if labels.ndim != 1 or len(labels) != len(ids):
+        raise ValueError(f"labels must be (N,) with N = {len(ids)}; got {tuple(labels.shape)}")
+    torch.manual_seed(seed)  # dropout masks
+    if bucket:
+        loader = DataLoader(TensorDataset(ids, labels), batch_sampler=_BucketSampler(ids, batch_size, seed))
+    else:
+        loader = make_loader(ids, labels, batch_size=batch_size, shuffle=True, seed=seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    return fit(model, loader, epochs=epochs, optimizer=torch.optim.AdamW(params, lr=lr),
+               loss_fn=class_weighted_ce(labels, n_classes), progress=progress, device=device)
+
+
+@torch.no_grad()
+def encode_features(model: Classifier, ids: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Pooled encoder features ``(N, d)`` in eval mode (no dropout), on the CPU."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = torch.cat([model.features(ids[i:i + batch_size].to(device)).cpu()
+                     for i in range(0, len(ids), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def linear_probe(model: Classifier, ids: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+                 batch_size: int = 32, lr: float = 1e-2, seed: int = 0, n_classes: int = 2,
+                 device: torch.device | str | None = None) -> History:
+    """Freeze ``model.encoder`` and train only ``model.head`` on its pooled features.
+
+    The features of a frozen encoder never change, so they are computed once and the head is
+    trained on them: the same result as running the frozen encoder at every step, much faster.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    freeze(model.encoder).to(device)
+    features = encode_features(model.to(device), ids)
+    torch.manual_seed(seed)
+    loader = make_loader(features, labels, batch_size=batch_size, shuffle=True, seed=seed)
+    return fit(model.head, loader, epochs=epochs, lr=lr, loss_fn=class_weighted_ce(labels, n_classes),
+               progress=False, device=device)
+
+
+@torch.no_grad()
+def predict_labels(model: nn.Module, ids: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """``argmax`` class ``(N,)`` of ``model(ids)`` in eval mode, on the CPU."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = torch.cat([model(ids[i:i + batch_size].to(device)).argmax(-1).cpu()
+                     for i in range(0, len(ids), batch_size)])
+    model.train(was_training)
+    return out
+
+
+# --------------------------------------------------------------------------- the labelled task
+GENDER_CLASSES = ("female list", "male list")
+
+
+def gender_task(split: str = "train", vocab: CharVocab | None = None,
+                length: int = 15) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """First names of one split labelled by the census list they are on: 0 female, 1 male.
+
+    Names on both lists (e.g. "jordan") are left out: their label would be a coin toss. Returns
+    ``names``, ``ids: (N, length)`` (``.name.`` padded, as ``CharVocab.batch``) and ``labels: (N,)``.
+    """
+    check_split(split)
+    vocab = vocab or CharVocab()
+    lists: dict[str, set[str]] = {"female": set(), "male": set()}
+    for record in load_names():
+        if record.source in lists:
+            lists[record.source].add(record.name)
+    both = lists["female"] & lists["male"]
+    names = [n for n in names_split("first", split) if n not in both]
+    labels = torch.tensor([int(n in lists["male"]) for n in names], dtype=torch.long)
+    return names, vocab.batch(names, length=length), labels
+
+
+def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of ``n`` examples, as close to equally many per class as the classes allow.
+
+    ``n >= len(labels)`` returns every index. Each class contributes ``n // C`` (the remainder and
+    any shortfall of a small class are filled from the others), drawn by a seeded permutation.
+    """
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int; got {n!r}")
+    if n >= len(labels):
+        return torch.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    labels_np = labels.cpu().numpy()
+    classes = np.unique(labels_np)
+    pools = [rng.permutation(np.flatnonzero(labels_np == c)) for c in classes]
+    take = [min(len(p), n // len(classes)) for p in pools]
+    while sum(take) < n:                  # hand out what is left to classes that still have examples
+        for i, p in enumerate(pools):
+            if sum(take) < n and take[i] < len(p):
+                take[i] += 1
+    chosen = np.concatenate([p[:k] for p, k in zip(pools, take)])
+    return torch.from_numpy(np.sort(chosen))
+
+
+def keras_head(d_in: int, n_classes: int = 2, hidden: int = 32, dropout: float = 0.1, seed: int = 0):
+    """The fine-tuning head in Keras: ``(batch, d_in)`` frozen features -> class probabilities.
+
+    Dense(hidden, relu) -> Dropout -> Dense(n_classes, softmax), compiled with Adam and sparse
+    categorical cross-entropy. Keras is imported here, lazily, through ``lib.keras_models``.
+    """
+    from lib.keras_models import load_keras
+
+    keras = load_keras(seed)
+    model = keras.Sequential([keras.Input(shape=(d_in,)),
+                              keras.layers.Dense(hidden, activation="relu"),
+                              keras.layers.Dropout(dropout),
+                              keras.layers.Dense(n_classes, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model

@@ -1,0 +1,241 @@
+"""Masked-language-model (MLM) pretraining of a small encoder (chapter 07).
+
+BERT's recipe, at the scale of names: hide about 15% of the letters and train the encoder to put
+them back. Shapes: ``B`` batch, ``T`` sequence length, ``V`` vocabulary size, ``d`` the
+encoder's width (``d_model``). Ids follow ``lib.text.CharVocab``: pad 0,
+boundary 1, mask 2, letters from 3 on; a ``pad_mask`` is True at padding, as in ``lib.transformer``.
+
+- ``mask_tokens``: choose positions with probability ``rate``; of those 80% become the mask id,
+  10% a random letter, 10% stay as they are (the "80/10/10 rule"). Targets are ``-100`` elsewhere.
+- ``mlm_loss``: cross-entropy averaged over the chosen positions only.
+- ``MaskedLM`` (encoder + BERT's MLM head), ``pretrain`` (dynamic masking, length-bucketed
+  batches), ``evaluate_mlm`` (held-out loss and accuracy), ``fill_masks`` (the model's guesses).
+
+Fine-tuning the pretrained encoder on labels lives in ``lib.finetuning``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from lib.device import get_device
+from lib.text import CharVocab
+from lib.train import History
+
+IGNORE = -100  # target value that F.cross_entropy skips (ignore_index)
+
+
+def check_ids(ids: torch.Tensor, name: str = "ids") -> None:
+    """Raise ``TypeError`` unless ``ids`` is an int64 tensor of shape ``(B, T)``."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
+        got = (f"{ids.dtype} tensor of shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor)
+               else type(ids).__name__)
+        raise TypeError(f"{name} must be an int64 tensor of shape (B, T); got {got}")
+
+
+# --------------------------------------------------------------------------- the MLM objective
+def mask_tokens(ids: torch.Tensor, vocab_size: int, *, rate: float = 0.15, mask_id: int = 2, n_special: int = 3,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's corruption: returns ``inputs, targets``, both ``(B, T)`` int64 like ``ids``.
+
+    Only ordinary tokens (id ``>= n_special``: never padding, boundaries or the mask itself) can be
+    chosen, each independently with probability ``rate``. A chosen position becomes ``mask_id``
+    with probability 0.8, a random ordinary token with 0.1, and keeps its token with 0.1 — so the
+    model cannot learn that "only ``*`` needs predicting" and must keep a good representation of
+    every letter. ``targets`` holds the original token at chosen positions and ``-100`` elsewhere.
+    """
+    check_ids(ids)
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"rate must be in (0, 1]; got {rate}")
+    if not 0 <= mask_id < vocab_size or not 0 < n_special < vocab_size:
+        raise ValueError(f"need 0 <= mask_id < vocab_size and 0 < n_special < vocab_size; "
+                         f"got mask_id={mask_id}, n_special={n_special}, vocab_size={vocab_size}")
+    def uniform() -> torch.Tensor:  # drawn on the CPU so a seed gives the same masks on any device
+        return torch.rand(ids.shape, generator=generator).to(ids.device)
+
+    chosen = (ids >= n_special) & (uniform() < rate)
+    action = uniform()                       # one draw decides mask / random / keep
+    to_mask = chosen & (action < 0.8)
+    to_random = chosen & (action >= 0.8) & (action < 0.9)
+    random_ids = torch.randint(n_special, vocab_size, ids.shape, generator=generator).to(ids.device)
+    inputs = torch.where(to_mask, torch.full_like(ids, mask_id), ids)
+    inputs = torch.where(to_random, random_ids, inputs)
+    targets = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
+    return inputs, targets
+
+
+def mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    r"""$\frac{1}{|M|}\sum_{i \in M} -\log p_\theta(x_i \mid \tilde x)$ over the masked set $M$.
+
+    ``logits: (B, T, V)``, ``targets: (B, T)`` with ``-100`` at unmasked positions, which carry no
+    loss (predicting a letter the model can see would be copying, not learning). A batch with no
+    masked position returns a zero that still has a gradient (instead of 0/0 = NaN).
+    """
+    if logits.ndim != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(f"expected logits (B, T, V) and targets (B, T); got {tuple(logits.shape)} "
+                         f"and {tuple(targets.shape)}")
+    if not (targets != IGNORE).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+# --------------------------------------------------------------------------- models
+def encoder_sizes(encoder: nn.Module, d_model: int | None, vocab_size: int | None) -> tuple[int, int]:
+    """``(d_model, vocab_size)``: the given ones, else read from ``encoder.config`` (as
+    ``lib.transformer.Encoder`` has); other encoders must be told them."""
+    config = getattr(encoder, "config", None)
+    d_model = d_model or getattr(config, "d_model", None)
+    vocab_size = vocab_size or getattr(config, "vocab_size", None)
+    if d_model is None or vocab_size is None:
+        raise ValueError("pass d_model (and vocab_size) for an encoder without a .config")
+    return d_model, vocab_size
+
+
+def trim_padding(ids: torch.Tensor, *others: torch.Tensor, pad_id: int = 0) -> tuple[torch.Tensor, ...]:
+    """Drop the trailing columns where every row is padding (from ``ids`` and same-shaped ``others``).
+
+    Padded keys get no attention and positions count from the left, so this changes no result;
+    it only saves time, since most names are much shorter than the longest.
+    """
+    length = max(1, int((ids != pad_id).sum(1).max())) if ids.numel() else ids.shape[1]
+    return tuple(t[:, :length] for t in (ids, *others))
+
+
+class MaskedLM(nn.Module):
+    """An encoder with BERT's MLM head (dense, GELU, LayerNorm, then a projection to the vocabulary).
+
+    ``encoder(ids, pad_mask) -> (B, T, d)`` is any module with ``lib.transformer.Encoder``'s API.
+    ``forward(ids: (B, T)) -> logits (B, T, V)``; the pad mask is computed from ``pad_id``.
+    """
+
+    def __init__(self, encoder: nn.Module, vocab_size: int | None = None, d_model: int | None = None,
+                 pad_id: int = 0) -> None:
+        super().__init__()
+        d_model, vocab_size = encoder_sizes(encoder, d_model, vocab_size)
+        self.encoder, self.pad_id = encoder, pad_id
+        self.head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model),
+                                  nn.Linear(d_model, vocab_size))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        check_ids(ids)
+        return self.head(self.encoder(ids, ids == self.pad_id))
+
+
+# --------------------------------------------------------------------------- training loops
+def length_buckets(ids: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
+                   pad_id: int = 0, window: int = 32) -> list[torch.Tensor]:
+    """One epoch of shuffled batches (row indices) in which each batch holds similar lengths.
+
+    Shuffle, sort each run of ``window`` batches' worth of rows by length, cut into batches and
+    shuffle the batches. A batch then needs little padding (``trim_padding`` cuts it to its longest
+    row), which saves about a third of the work on names, while every epoch still sees every row
+    once in a random order.
+    """
+    lengths = (ids != pad_id).sum(1)
+    order = torch.randperm(len(ids), generator=generator)
+    chunks = order.split(batch_size * window)
+    order = torch.cat([c[torch.argsort(lengths[c], stable=True)] for c in chunks])
+    batches = order.split(batch_size)
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+
+
+def pretrain(model: MaskedLM, ids: torch.Tensor, *, epochs: int = 1, batch_size: int = 256,
+             lr: float = 2e-3, rate: float = 0.15, warmup: float = 0.05, seed: int = 0,
+             device: torch.device | str | None = None, progress: bool = True) -> History:
+    """MLM pretraining with dynamic masking (a fresh mask for every batch, as in RoBERTa).
+
+    ``ids: (N, T)`` unlabeled sequences, batched by ``length_buckets``. AdamW with a linear warm-up
+    over the first ``warmup`` share of steps, then cosine decay to zero. Returns a ``History`` with
+    one record per *step*: ``loss`` (masked positions only) and ``accuracy`` (share of masked
+    letters predicted right).
+    """
+    check_ids(ids)
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device).train()
+    vocab_size = model.head[-1].out_features
+    generator = torch.Generator().manual_seed(seed)
+    total = epochs * math.ceil(len(ids) / batch_size)
+    warm = max(1, int(warmup * total))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, 0.5 * (
+        1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))) if s >= warm else 1.0))
+    history = History()
+    bar = tqdm(total=total, desc="MLM steps", disable=not progress)
+    for _ in range(epochs):
+        for rows in length_buckets(ids, batch_size, generator, pad_id=model.pad_id):
+            batch, = trim_padding(ids[rows], pad_id=model.pad_id)
+            inputs, targets = mask_tokens(batch, vocab_size, rate=rate, generator=generator)
+            inputs, targets = inputs.to(device), targets.to(device)
+            logits = model(inputs)
+            loss = mlm_loss(logits, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            chosen = targets != IGNORE
+            correct = (logits.argmax(-1)[chosen] == targets[chosen]).float().mean()
+            history.log(loss=loss.item(), accuracy=correct.item())
+            bar.update()
+            if bar.n % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return history
+
+
+@torch.no_grad()
+def evaluate_mlm(model: MaskedLM, ids: torch.Tensor, *, rate: float = 0.15, seed: int = 1,
+                 top_k: int = 1, batch_size: int = 1024) -> tuple[float, float]:
+    """Held-out MLM ``(loss, accuracy)`` over ``ids: (N, T)`` with fixed, seeded masks.
+
+    Loss is averaged over all masked positions of the set (not per batch); accuracy is the share
+    of masked positions whose original token is among the model's ``top_k`` guesses. Eval mode.
+    """
+    check_ids(ids)
+    generator = torch.Generator().manual_seed(seed)
+    vocab_size = model.head[-1].out_features
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for start in range(0, len(ids), batch_size):
+        batch, = trim_padding(ids[start:start + batch_size], pad_id=model.pad_id)
+        inputs, targets = mask_tokens(batch, vocab_size, rate=rate, generator=generator)
+        logits, targets = model(inputs.to(device)), targets.to(device)
+        chosen = targets != IGNORE
+        loss_sum += float(F.cross_entropy(logits[chosen], targets[chosen], reduction="sum"))
+        best = logits[chosen].topk(top_k, dim=-1).indices                    # (|M|, top_k)
+        correct += int((best == targets[chosen].unsqueeze(-1)).any(-1).sum())
+        count += int(chosen.sum())
+    model.train(was_training)
+    return loss_sum / max(count, 1), correct / max(count, 1)
+
+
+@torch.no_grad()
+def fill_masks(model: MaskedLM, text: str, vocab: CharVocab | None = None,
+               top_k: int = 3) -> list[tuple[int, list[tuple[str, float]]]]:
+    """The model's ``top_k`` letters (with probabilities) for every ``*`` in ``text``.
+
+    ``text`` is a lower-case name with ``*`` for hidden letters, e.g. ``"em*a"``. Returns a list of
+    ``(position in text, [(letter, probability), ...])``, best first.
+    """
+    vocab = vocab or CharVocab()
+    if "*" not in text:
+        raise ValueError(f"text must contain at least one '*' to fill in; got {text!r}")
+    ids = torch.tensor([vocab.encode(text)], device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    probs = model(ids)[0].softmax(-1)                   # (T, V)
+    model.train(was_training)
+    probs[:, :3] = 0.0                                  # only letters are sensible answers
+    probs = probs / probs.sum(-1, keepdim=True)
+    out = []
+    for pos in [i for i, c in enumerate(text) if c == "*"]:
+        p, idx = probs[pos + 1].topk(top_k)             # +1: the leading boundary token
+        out.append((pos, [(vocab.itos[int(i)], float(q)) for q, i in zip(p, idx)]))
+    return out

@@ -1,0 +1,60 @@
+"""Tests for lib.finetuning: the labelled task, balanced subsets, class weights, the classifier
+head's pooling and the Keras head."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib.finetuning import Classifier, balanced_subset, class_weighted_ce, gender_task, keras_head
+from lib.text import CharVocab
+from lib.transformer import Encoder
+
+
+def test_pooling_reads_the_right_positions():
+    torch.manual_seed(0)
+    enc = Encoder(29, d_model=8, n_heads=2, n_layers=1, max_len=16).eval()
+    ids = CharVocab().batch(["ann", "bo"], length=10)
+    hidden = enc(ids[:, :5], ids[:, :5] == 0)
+    last = Classifier(enc, 2, pooling="last").features(ids)
+    assert torch.allclose(last[0], hidden[0, 4], atol=1e-6) and torch.allclose(last[1], hidden[1, 3], atol=1e-6)
+    assert torch.allclose(Classifier(enc, 2, pooling="first").features(ids), hidden[:, 0], atol=1e-6)
+    mean = Classifier(enc, 2, pooling="mean").features(ids)
+    assert torch.allclose(mean[1], hidden[1, :4].mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        Classifier(enc, 2, pooling="max")
+    with pytest.raises(TypeError, match="int64"):
+        Classifier(enc, 2)(ids.float())
+
+
+def test_class_weighted_ce_balances_classes():
+    labels = torch.tensor([0, 0, 0, 1])
+    loss_fn = class_weighted_ce(labels, 2)
+    logits = torch.randn(4, 2)
+    w = torch.tensor([4 / 6, 4 / 2])
+    assert torch.allclose(loss_fn(logits, labels), F.cross_entropy(logits, labels, weight=w))
+    balanced = torch.tensor([0, 1, 0, 1])
+    assert torch.allclose(class_weighted_ce(balanced, 2)(logits, balanced), F.cross_entropy(logits, balanced))
+
+
+def test_gender_task_and_balanced_subset():
+    names, ids, labels = gender_task("test")
+    assert len(names) == len(labels) == len(ids) and set(labels.tolist()) == {0, 1}
+    assert "jordan" not in names            # on both lists: left out
+    train_names, _, _ = gender_task("train")
+    assert not set(names) & set(train_names)
+    idx = balanced_subset(labels, 32, seed=0)
+    assert len(idx) == 32 and len(set(idx.tolist())) == 32
+    assert torch.bincount(labels[idx]).tolist() == [16, 16]
+    assert torch.equal(idx, balanced_subset(labels, 32, seed=0))
+    assert not torch.equal(idx, balanced_subset(labels, 32, seed=1))
+    big = balanced_subset(labels, 300, seed=0)  # more than twice the smaller class: fill from the other
+    assert len(big) == 300 and int((labels[big] == 1).sum()) == int((labels == 1).sum())
+    assert len(balanced_subset(labels, 10**6)) == len(labels)
+    with pytest.raises(ValueError, match="positive"):
+        balanced_subset(labels, 0)
+
+
+def test_keras_head_shapes():
+    model = keras_head(8, n_classes=3, hidden=4, seed=0)
+    out = model.predict(torch.randn(5, 8).numpy(), verbose=0)
+    assert out.shape == (5, 3)
+    assert abs(float(out.sum()) - 5.0) < 1e-4
