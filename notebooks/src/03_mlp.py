@@ -86,7 +86,8 @@ plt.show()
 # - **Stability.** $e^{z}$ overflows for $z \gtrsim 710$ in float64 (88 in float32). Softmax does not change
 #   when the same constant is subtracted from every logit, so subtract $\max_j z_j$ first. For the loss, use
 #   $\log p_y = z_y - \log\sum_l e^{z_l}$ (log-sum-exp), never `log(softmax(z))`, which gives $\log 0$.
-# - **A simple gradient.** With $Y$ the one-hot matrix of the labels,
+# - **A simple gradient.** With $P$ the $n\times k$ matrix of predicted probabilities and $Y$ the one-hot
+#   matrix of the labels,
 #   $$\frac{\partial}{\partial z}\Big(\frac{1}{n}\sum_i \ell_i\Big) = \frac{1}{n}\,(P - Y),$$
 #   predicted probabilities minus targets: the error signal that backpropagation sends down.
 
@@ -179,8 +180,9 @@ assert numpy_acc >= 0.95
 # constant factor per layer and vanish after a few layers (and so do the gradients); too large, and they
 # explode. For a layer with $n_\text{in}$ inputs followed by ReLU, **He initialisation** draws weights with
 # standard deviation $\sqrt{2/n_\text{in}}$: ReLU zeroes half of the signal, the factor 2 gives it back, and
-# the activations keep their scale through any depth. (Glorot/Xavier, $\sqrt{1/n_\text{in}}$, is the choice
-# for tanh-like activations; with ReLU it halves the variance at every layer.) PyTorch's `nn.Linear` draws
+# the activations keep their scale through any depth. (LeCun initialisation, $\sqrt{1/n_\text{in}}$ — the
+# same as Glorot/Xavier's $\sqrt{2/(n_\text{in}+n_\text{out})}$ when the widths match — suits tanh-like
+# activations; with ReLU it halves the variance at every layer.) PyTorch's `nn.Linear` draws
 # uniformly from $\pm 1/\sqrt{n_\text{in}}$; for the shallow networks here any of these work — for deep
 # ones it matters, as the plot shows for a 20-layer ReLU stack fed with digits.
 
@@ -196,7 +198,7 @@ def activation_scale(std_of_fan_in, depth=20, width=256, seed=0):
     return np.array(stds)
 
 
-inits = {"N(0, 0.01²)": lambda n: 0.01, "Glorot √(1/n_in)": lambda n: np.sqrt(1 / n),
+inits = {"N(0, 0.01²)": lambda n: 0.01, "LeCun √(1/n_in)": lambda n: np.sqrt(1 / n),
          "He √(2/n_in)": lambda n: np.sqrt(2 / n)}
 scales = {name: activation_scale(f) for name, f in inits.items()}
 
@@ -498,11 +500,13 @@ print("the widget shows exactly the images of cell (8, 8):", np.array_equal(expl
 # The classic Keras MLP was written for MNIST: 28×28 inputs (`Flatten(input_shape=(28, 28))` or 784 values),
 # `Dense(512, activation="relu")` with `Dropout`, a softmax output, a cross-entropy loss and pixels divided
 # by 255. **Common pitfall:** copying it unchanged to other data — the input shape must be this
-# data's (64 values), the pixels must be scaled once (ours are already in $[0,1]$; the source articles
-# of this course even skip the scaling), and `model.predict` returns probabilities, so accuracy needs an
+# data's (64 values), the pixels must be scaled once (ours are already in $[0,1]$; some tutorials skip
+# the scaling altogether), and `model.predict` returns probabilities, so accuracy needs an
 # `argmax`. `lib.mlp.keras_mlp` builds the corrected model; it outputs logits, so the loss is told
-# `from_logits=True`. We train it with the same ingredients as the PyTorch version (AdamW, cosine
-# schedule, label smoothing; Keras' label smoothing needs one-hot targets).
+# `from_logits=True`. It keeps the classic width 512 with dropout 0.3 (our PyTorch MLP: 256 units, dropout
+# 0.2) and is trained with the same optimiser, schedule and label smoothing (AdamW, cosine schedule;
+# Keras' label smoothing needs one-hot targets), so the accuracies are comparable but come from different
+# models.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -533,7 +537,7 @@ assert keras_acc >= 0.97
 #   validation; the test set is measured once.
 # - Softmax + cross-entropy, computed stably (max-subtraction, log-sum-exp), give the gradient $(P-Y)/n$.
 # - The backward pass of an MLP is matrix products with transposes plus ReLU's 0/1 mask; the hand-written
-#   version equals autograd's to float64 precision.
+#   version equals autograd's (checked to $10^{-6}$).
 # - He initialisation keeps activations at scale through ReLU layers; too-small weights make them vanish.
 # - Overfitting shows as a rising validation loss; weight decay, dropout and early stopping counter it.
 # - Confusion matrices and misclassified images show *which* mistakes; sweeps choose hyper-parameters on

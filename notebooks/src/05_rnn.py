@@ -234,8 +234,9 @@ plt.show()
 ratio = {k: float(v[0] / v[-1]) for k, v in curves.items()}  # first step relative to last
 assert ratio["RNN, g = 0.5"] < 1e-6 < 1e3 < ratio["RNN, g = 3.0"]
 assert ratio["LSTM, forget bias 0"] < 1e-3 < 1e-2 < ratio["LSTM, forget bias 3"]
-print("g = 0.5 vanishes (< 1e-6 at step 0), g = 3 explodes (> 1e3): True")
-print("an LSTM with an open forget gate keeps > 1% of the gradient over 40 steps: True")
+print("g = 0.5 vanishes (< 1e-6 at step 0), g = 3 explodes (> 1e3):",
+      ratio["RNN, g = 0.5"] < 1e-6 and ratio["RNN, g = 3.0"] > 1e3)
+print("an LSTM with an open forget gate keeps > 1% of the gradient over 40 steps:", ratio["LSTM, forget bias 3"] > 1e-2)
 
 # %% [markdown]
 # **Gradient clipping** is the standard cure for explosions: if the norm of all gradients together,
@@ -278,7 +279,8 @@ print(f"clipping agrees with clip_grad_norm_: True; norm before > 100: {norm_bef
 # o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) && \text{output gate: how much to show}\\
 # c_t &= f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t).
 # \end{aligned}$$
-# Backwards, $\partial c_t / \partial c_{t-1} = f_t$: when the forget gate stays open ($f_t \approx 1$)
+# Backwards, along the direct path $c_{t-1} \to c_t$ the local derivative is $\operatorname{diag}(f_t)$:
+# when the forget gate stays open ($f_t \approx 1$)
 # the gradient flows through many steps undiminished — the dashed curves of section 5.
 # PyTorch stacks the four weight matrices in the order $i, f, g, o$ into one $(4H \times I)$ matrix.
 #
@@ -367,7 +369,7 @@ gap = bigram_nll - test_nll[best]
 assert gap >= 0.25, f"best recurrent LM only {gap:.3f} nats/char below the bigram"
 assert test_nll["lstm"] < test_nll["rnn"] and test_nll["gru"] < test_nll["rnn"]
 print("the best recurrent LM is at least 0.25 nats/char below the bigram:", gap >= 0.25)
-print("LSTM and GRU both beat the plain RNN:", True)
+print("LSTM and GRU both beat the plain RNN:", test_nll["lstm"] < test_nll["rnn"] and test_nll["gru"] < test_nll["rnn"])
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -380,7 +382,7 @@ ax.legend(fontsize=8, ncol=2)
 plt.show()
 
 # %% [markdown]
-# `fit` also recorded the largest gradient norm of every epoch *before* clipping. Spikes above 1 are
+# `train_lm` (which calls `lib.train.fit`) also recorded the largest gradient norm of every epoch *before* clipping. Spikes above 1 are
 # the steps that clipping tamed.
 
 # %%
@@ -430,7 +432,8 @@ again = sample(lstm, vocab, n=10, temperature=1.0, seed=0)
 assert again == sample(lstm, vocab, n=10, temperature=1.0, seed=0)
 novel = [n for n in sample(lstm, vocab, n=200, seed=1) if n not in set(train_names)]
 assert len(novel) > 100
-print("same seed, same names: True | most of 200 sampled names are new (not in the training set): True")
+print(f"same seed, same names: {again == sample(lstm, vocab, n=10, temperature=1.0, seed=0)} | "
+      f"most of 200 sampled names are new (not in the training set): {len(novel) > 100}")
 
 # %% [markdown]
 # ## 10. Widget: a name sampler
@@ -474,7 +477,8 @@ display(sampler)
 sampler.children[0].value = 0.5
 sampler.children[1].value = "Ma"
 assert all(n.startswith("ma") for n in sampler.result)
-print(f"widget at {sampler.values()}: {len(sampler.result)} names, all starting with 'ma': True")
+print(f"widget at {sampler.values()}: {len(sampler.result)} names, all starting with 'ma':",
+      all(n.startswith("ma") for n in sampler.result))
 
 # %% [markdown]
 # ## 11. The same in Keras
@@ -497,7 +501,8 @@ keras_logits = keras_lstm(x_test.numpy(), training=False).numpy()
 keep = y_test.numpy() != -100
 keras_nll = float(F.cross_entropy(torch.from_numpy(keras_logits[keep]).double(), y_test[y_test != -100]))
 assert abs(keras_nll - test_nll["lstm"]) < 1e-4
-print(f"Keras LSTM with the PyTorch weights: same test NLL to 1e-4: True ({keras_nll:.2f} nats/char)")
+print(f"Keras LSTM with the PyTorch weights: same test NLL to 1e-4: {abs(keras_nll - test_nll['lstm']) < 1e-4} "
+      f"({keras_nll:.2f} nats/char)")
 
 # %%
 # NBVAL_IGNORE_OUTPUT

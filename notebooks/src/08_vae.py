@@ -145,7 +145,7 @@ plt.show()
 # The model (symbols used from here on):
 # - **prior** $p(z) = \mathcal N(0, I)$ over a latent vector $z \in \mathbb R^d$;
 # - **decoder** $p_\theta(x \mid z)$: the network outputs 64 logits $\ell_\theta(z)$ and each pixel is
-#   Bernoulli with probability $\sigma(\ell_\theta(z))$ ($\sigma$ = sigmoid, $\theta$ = decoder weights);
+#   Bernoulli with probability $\operatorname{sigmoid}(\ell_\theta(z))$ ($\theta$ = decoder weights);
 # - **encoder** $q_\phi(z \mid x) = \mathcal N\big(\mu_\phi(x), \operatorname{diag} \sigma^2_\phi(x)\big)$:
 #   a network that outputs a mean $\mu$ and a log-variance $\log \sigma^2$ for each of the $d$ latent
 #   dimensions ($\phi$ = encoder weights).
@@ -169,7 +169,7 @@ plt.show()
 # reconstruction loss + KL, measured in **nats** (natural logarithms).
 #
 # **The reconstruction term.** For a Bernoulli decoder, $-\log p_\theta(x \mid z) = \sum_{i=1}^{64}
-# \mathrm{BCE}(x_i, \sigma(\ell_i))$, the binary cross-entropy summed over pixels. Our pixels are grey
+# \mathrm{BCE}(x_i, \operatorname{sigmoid}(\ell_i))$, the binary cross-entropy summed over pixels. Our pixels are grey
 # levels in $[0,1]$, not 0/1: then this sum is the expected negative log-likelihood of an image
 # binarised at random with $P(\text{pixel on}) = x_i$, and it can never go below that image's entropy
 # $\sum_i H(x_i)$ (computed below).
@@ -185,8 +185,9 @@ plt.show()
 # $$\mathrm{KL} = -\tfrac12 \log \sigma^2 - \tfrac12 + \tfrac12(\mu^2 + \sigma^2)
 # = \tfrac12\left(\mu^2 + \sigma^2 - 1 - \log\sigma^2\right),$$
 #
-# summed over the $d$ independent dimensions. It is zero exactly when $\mu = 0, \sigma = 1$: when the
-# code carries no information about $x$.
+# summed over the $d$ independent dimensions. It is zero for an input $x$ exactly when
+# $\mu_\phi(x) = 0$ and $\sigma_\phi(x) = 1$; if that holds for every $x$, the code carries no
+# information about $x$.
 
 # %%
 def kl_scratch(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -250,7 +251,7 @@ print("sample() keeps a gradient:", torch.distributions.Normal(m, s).sample().gr
 #
 # Putting the pieces together, the training loss for a batch is the mean over its images of
 #
-# $$\mathcal L_\beta(x) = \underbrace{\textstyle\sum_i \mathrm{BCE}\big(x_i, \sigma(\ell_\theta(z)_i)\big)}_{\text{recon}}
+# $$\mathcal L_\beta(x) = \underbrace{\textstyle\sum_i \mathrm{BCE}\big(x_i, \operatorname{sigmoid}(\ell_\theta(z)_i)\big)}_{\text{recon}}
 # + \beta\, \mathrm{KL}\big(q_\phi(z \mid x)\,\|\,p(z)\big), \qquad z = \mu_\phi(x) + \sigma_\phi(x) \odot \varepsilon.$$
 #
 # With $\beta = 1$ it is exactly $-\text{ELBO}$. A $\beta > 1$ ("$\beta$-VAE") pulls the codes harder
@@ -331,7 +332,7 @@ plt.show()
 # ### Samples from the prior
 #
 # Generating is now two lines: draw $z \sim \mathcal N(0, I)$, decode, take the pixel probabilities
-# $\sigma(\ell_\theta(z))$ as the image (the mean of the Bernoulli decoder). Below the random samples,
+# $\operatorname{sigmoid}(\ell_\theta(z))$ as the image (the mean of the Bernoulli decoder). Below the random samples,
 # the decoder's view of a regular grid of $z$ values: neighbouring points give similar digits, and
 # the classes blend smoothly into each other.
 
