@@ -239,6 +239,16 @@ def random_expression(n_inputs: int, n_ops: int = 12, seed: int = 0) -> Callable
     return f
 
 
+def value_and_grad(fn: Callable[[list[Value]], Value], xs: list[float]) -> tuple[float, list[float]]:
+    """Evaluate ``fn`` on ``Value``s made from the floats ``xs``; return its value and d fn / d xs."""
+    values = [Value(x) for x in xs]
+    out = fn(values)
+    if not isinstance(out, Value):
+        raise TypeError(f"fn must return a Value, got {type(out).__name__}")
+    out.backward()
+    return out.data, [v.grad for v in values]
+
+
 VALUE_OPS = {name: (lambda name: lambda v: getattr(v, name)())(name) for name in ("tanh", "exp", "sigmoid", "relu")}
 
 

@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from lib.autograd import MLP, VALUE_OPS, Value, draw_graph, random_expression
+from lib.autograd import MLP, VALUE_OPS, Value, draw_graph, random_expression, value_and_grad
 
 TORCH_OPS = {"tanh": torch.tanh, "exp": torch.exp, "sigmoid": torch.sigmoid, "relu": torch.relu}
 
@@ -30,15 +30,18 @@ def test_random_expressions_match_torch_float64(seed):
     rng = random.Random(seed)
     xs = [rng.uniform(-1.5, 1.5) for _ in range(4)]
     f = random_expression(4, n_ops=14, seed=seed)
-    values = [Value(x) for x in xs]
-    out = f(values, VALUE_OPS)
-    out.backward()
+    out, grads = value_and_grad(lambda v: f(v, VALUE_OPS), xs)
     tensors = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in xs]
     t_out = f(tensors, TORCH_OPS)
     t_out.backward()
-    assert out.data == pytest.approx(t_out.item(), rel=1e-12, abs=1e-12)
-    for v, t in zip(values, tensors):
-        assert v.grad == pytest.approx(t.grad.item(), rel=1e-9, abs=1e-9)
+    assert out == pytest.approx(t_out.item(), rel=1e-12, abs=1e-12)
+    assert grads == pytest.approx([t.grad.item() for t in tensors], rel=1e-9, abs=1e-9)
+
+
+def test_value_and_grad_checks_its_function():
+    assert value_and_grad(lambda v: v[0] * v[1], [2.0, 3.0]) == (6.0, [3.0, 2.0])
+    with pytest.raises(TypeError, match="must return a Value"):
+        value_and_grad(lambda v: 1.0, [2.0])
 
 
 def test_errors_are_clear():

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from lib import data
-from lib.autograd import MLP, VALUE_OPS, Value, draw_graph, random_expression
+from lib.autograd import MLP, VALUE_OPS, Value, draw_graph, random_expression, value_and_grad
 from lib.device import get_device, seed_everything
 
 seed_everything(0)
@@ -183,9 +183,7 @@ for seed in range(30):
     fn = random_expression(n_inputs=4, n_ops=15, seed=seed)
     xs = [rng.uniform(-1.5, 1.5) for _ in range(4)]
 
-    values = [Value(x) for x in xs]
-    fn(values, VALUE_OPS).backward()
-    ours = np.array([v.grad for v in values])
+    ours = np.array(value_and_grad(lambda v: fn(v, VALUE_OPS), xs)[1])   # Values in, backward(), grads out
 
     tensors = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in xs]
     fn(tensors, TORCH_OPS).backward()
