@@ -44,10 +44,18 @@ def answer_of(name: str, fn: Callable[[], Any]) -> Any:
 
 def check_close(name: str, got: Any, expected: Any, atol: float = 1e-6, rtol: float = 0.0) -> None:
     """Pass if ``got`` equals ``expected`` elementwise within ``atol + rtol*|expected|``."""
+    for tol_name, tol in (("atol", atol), ("rtol", rtol)):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) or not tol >= 0:
+            raise ValueError(f"{tol_name} must be a non-negative number, got {tol!r}")
     if got is None:
         _fail(name, "the answer is still None")
-    got_a = np.asarray(getattr(got, "detach", lambda: got)(), dtype=float)
-    exp_a = np.asarray(getattr(expected, "detach", lambda: expected)(), dtype=float)
+    exp_a = _as_floats(expected)
+    if exp_a is None:
+        raise TypeError(f"expected must be numbers (a number, list or array), got {type(expected).__name__}")
+    got_a = _as_floats(got)
+    if got_a is None:
+        _fail(name, f"expected numbers shaped {exp_a.shape}, found {type(got).__name__} {_short(got)} "
+                    "(not a number or a regular array of numbers)")
     if got_a.shape != exp_a.shape:
         _fail(name, f"expected shape {exp_a.shape}, found shape {got_a.shape}")
     if not np.all(np.isfinite(got_a)):
@@ -57,6 +65,25 @@ def check_close(name: str, got: Any, expected: Any, atol: float = 1e-6, rtol: fl
         shown, found = _show(exp_a), _show(got_a)
         _fail(name, f"expected {shown}, found {found} (largest difference {err:.3g} > {atol:g})")
     _ok(name, f"correct (largest difference {err:.1e})")
+
+
+def _as_floats(x: Any) -> np.ndarray | None:
+    """``x`` as a float array (tensors are detached and moved to the CPU); None if it is not numeric:
+    a string, a ragged list, a dict, an object."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, (str, bytes)):
+        return None
+    try:
+        a = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return a
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _plain(x: Any) -> Any:
@@ -84,6 +111,12 @@ def check_equal(name: str, got: Any, expected: Any) -> None:
 
 def check_true(name: str, condition: bool, hint: str) -> None:
     """Pass if ``condition`` holds; otherwise fail with ``hint`` (say what should be true)."""
+    if hasattr(condition, "detach"):
+        condition = condition.detach().cpu().numpy()
+    if isinstance(condition, np.ndarray):
+        if condition.size != 1:
+            _fail(name, f"expected True or False, found an array of shape {condition.shape}")
+        condition = bool(condition.item())
     if not condition:
         _fail(name, hint)
     _ok(name)

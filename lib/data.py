@@ -7,6 +7,7 @@ code can share them; ``make_loader`` wraps them for PyTorch. Text data (names) l
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,7 +17,38 @@ from torch.utils.data import DataLoader, TensorDataset
 
 SPLITS = ("train", "val", "test")
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-CACHE_DIR = Path(os.environ.get("COURSE_CACHE", DATA_DIR / "cache"))
+
+
+def cache_dir(name: str = "") -> Path:
+    """The folder where the course caches generated data, created if needed, optionally a subfolder.
+
+    ``$COURSE_CACHE`` when set; otherwise the user's cache folder (``$XDG_CACHE_HOME/dl-course``,
+    ``~/.cache/dl-course`` on Linux, ``~/Library/Caches/dl-course`` on macOS,
+    ``%LOCALAPPDATA%\\dl-course\\Cache`` on Windows). Never the checkout: a course installed read-only
+    (a shared JupyterHub image) works. Read at every call, so setting ``COURSE_CACHE`` in a running
+    notebook takes effect. A folder that cannot be written raises ``PermissionError`` naming
+    ``COURSE_CACHE``.
+    """
+    if os.environ.get("COURSE_CACHE"):
+        root = Path(os.environ["COURSE_CACHE"]).expanduser()
+    elif os.environ.get("XDG_CACHE_HOME"):
+        root = Path(os.environ["XDG_CACHE_HOME"]) / "dl-course"
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Caches" / "dl-course"
+    elif sys.platform == "win32":
+        root = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "dl-course" / "Cache"
+    else:
+        root = Path.home() / ".cache" / "dl-course"
+    folder = root / name if name else root
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise PermissionError(f"the course cache {folder} cannot be written ({e.strerror or e}); "
+                              "set the environment variable COURSE_CACHE to a folder you can write, "
+                              "e.g. COURSE_CACHE=/tmp/dl-course-cache") from e
+    return folder
 
 
 def check_split(split: str, allowed: tuple[str, ...] = SPLITS) -> None:
@@ -108,11 +140,11 @@ def mnist1d(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """MNIST-1D (Greydanus 2020): 4,000 train + 1,000 test signals of length 40, ten classes.
 
     Generated locally by the ``mnist1d`` package with its default, seeded arguments (the published
-    baselines use the same), then cached under ``data/cache/``. ``split`` is "train" or "test".
+    baselines use the same), then cached in ``cache_dir()``. ``split`` is "train" or "test".
     Returns ``X: (n, 40) float32`` and ``y: (n,) int64``.
     """
     check_split(split, ("train", "test"))
-    path = CACHE_DIR / "mnist1d.npz"
+    path = cache_dir() / "mnist1d.npz"
     if not path.exists():
         from mnist1d.data import get_dataset_args, make_dataset
 

@@ -1,7 +1,7 @@
 """MNIST and Fashion-MNIST for "going further" cells: downloaded only on explicit request.
 
 Nothing in the course's default path calls this with ``download=True``. Files are verified by
-SHA-256 and written atomically into ``data/cache/<name>/``; offline, a clear error says what to do.
+SHA-256 and written atomically into ``lib.data.cache_dir(<name>)``; offline, a clear error says what to do.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.data import CACHE_DIR, check_split
+from lib.data import cache_dir, check_split
 
 FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
          "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
@@ -111,13 +111,13 @@ def load_mnist(name: str = "mnist", split: str = "train", download: bool = False
                root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """MNIST or Fashion-MNIST: ``X: (n, 28, 28) float32`` in [0, 1] and ``y: (n,) int64``.
 
-    Reads the cache under ``data/cache/<name>/``. If the files are missing, ``download=True``
+    Reads ``root``, by default ``lib.data.cache_dir(name)``. If the files are missing, ``download=True``
     fetches and verifies them; otherwise ``FileNotFoundError`` explains how.
     """
     if name not in SOURCES:
         raise ValueError(f"name must be one of {sorted(SOURCES)}; got {name!r}")
     check_split(split, ("train", "test"))
-    folder = Path(root) if root is not None else CACHE_DIR / name
+    folder = Path(root) if root is not None else cache_dir(name)
     source = SOURCES[name]
     paths = []
     for filename in FILES[split]:

@@ -44,3 +44,19 @@ def test_check_function_and_equal_and_true():
     with pytest.raises(check.ExerciseFailed, match="should be smaller"):
         check.check_true("loss", False, "the loss should be smaller")
     assert issubclass(check.ExerciseFailed, AssertionError)
+
+
+def test_non_numeric_answers_get_a_verdict_not_a_numpy_error(capsys):
+    for bad in ("1.0", [[1.0, 2.0], [3.0]], {"a": 1}, object()):
+        with pytest.raises(check.ExerciseFailed, match="not a number or a regular array"):
+            check.check_close("x", bad, [1.0, 2.0])
+    assert "❌ x: expected numbers shaped (2,)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="atol must be a non-negative number"):
+        check.check_close("x", 1.0, 1.0, atol=-1)
+    check.check_close("x", np.float32(0.5), 0.5, atol=np.float64(1e-6))  # NumPy scalars are fine
+
+
+def test_check_true_with_an_array_condition(capsys):
+    check.check_true("one", np.array([True]), "hint")
+    with pytest.raises(check.ExerciseFailed, match=r"found an array of shape \(2,\)"):
+        check.check_true("many", np.array([True, False]), "hint")

@@ -40,11 +40,32 @@ def test_toy_and_linear_data():
 
 
 def test_mnist1d_sizes_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
     X, y = data.mnist1d("train")
+    assert (tmp_path / "mnist1d.npz").exists()
     Xt, yt = data.mnist1d("test")
     assert X.shape == (4000, 40) and Xt.shape == (1000, 40) and set(y) == set(range(10))
     with pytest.raises(ValueError, match="'train', 'test'"):
         data.mnist1d("val")
+
+
+def test_cache_dir_never_in_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "c"))
+    assert data.cache_dir() == tmp_path / "c" and data.cache_dir("mnist") == tmp_path / "c" / "mnist"
+    assert (tmp_path / "c" / "mnist").is_dir()
+    monkeypatch.delenv("COURSE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.cache_dir() == tmp_path / "xdg" / "dl-course"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    checkout = data.DATA_DIR.parent
+    assert checkout not in data.cache_dir().parents
+
+
+def test_unwritable_cache_names_course_cache(tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "a_file" / "cache"))
+    with pytest.raises(PermissionError, match="COURSE_CACHE"):
+        data.cache_dir()
 
 
 def test_sample_photo():

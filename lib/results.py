@@ -1,0 +1,114 @@
+"""Measured results that hold on every machine: a value, its reference, a tolerance and a bar.
+
+A number produced by training (an accuracy, a loss in nats) changes in its last digits from one CPU to
+another: AVX2, AVX-512 and Apple kernels add in different orders, and training amplifies the
+difference until it looks like another random seed. Such a number is never compared as text. The cell
+that computes it is marked ``# NBVAL_IGNORE_OUTPUT``; the next cell calls :func:`expect`, which asserts
+that the value lies within a stated tolerance of the reference stored in the notebook *and* meets the
+chapter's bar, and prints a verdict that is the same on every machine::
+
+    ✓ PyTorch MLP test accuracy = 98.3 ± 2.0 %  (bar ≥ 97.5 %)
+
+read as "the value measured here is 98.3 % give or take 2.0 points, and it is at least 97.5 %". The
+tolerance is the spread measured over seeds and CPUs (the notebook says which), not a convenience.
+A choice made from noisy numbers (the best temperature, the best width) goes through
+:func:`choose_within_se`, whose rule (the first setting within one standard error of the best) does
+not flip when the numbers move a little, and is printed through :func:`expect_choice`.
+
+``tools/readme_results.py`` copies every verdict from the stored notebooks into README's results
+table, so README and notebooks cannot disagree.
+"""
+from __future__ import annotations
+
+import math
+import re
+from numbers import Real
+from typing import Any, Sequence
+
+OK = "✓"
+VERDICT = re.compile(r"^✓ (?P<name>.+?) = (?P<reference>-?[\d.]+) ± (?P<tolerance>[\d.]+)(?P<unit>[^(]*?)"
+                     r"(?:  \(bar (?P<bar>[^)]+)\))?$")
+
+
+class ResultOutOfRange(AssertionError):
+    """A measured value left its tolerance band or missed its bar (an ``AssertionError`` for pytest)."""
+
+
+def _number(name: str, x: Any) -> float:
+    if hasattr(x, "item") and getattr(x, "ndim", 0) == 0 and not isinstance(x, (str, bytes)):
+        x = x.item()  # a 0-d tensor or array, or a NumPy scalar
+    if isinstance(x, bool) or not isinstance(x, Real):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__} {x!r}")
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x}")
+    return x
+
+
+def _fmt(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}"
+
+
+def expect(name: str, value: Any, reference: Any, tolerance: Any, *, unit: str = "",
+           at_least: Any = None, at_most: Any = None, digits: int = 1) -> None:
+    """Assert ``|value - reference| <= tolerance`` and the bar, then print one stable verdict line.
+
+    ``value``, ``reference``, ``tolerance`` and the bar are in the unit printed (pass accuracies in
+    percent, e.g. ``100 * acc`` with ``unit=" %"``). ``at_least``/``at_most`` is the chapter's bar
+    (either, both or none). ``digits`` is the number of decimals shown. Raises
+    :class:`ResultOutOfRange` with the measured value when either test fails; prints nothing then.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if "=" in name or "\n" in name:
+        raise ValueError(f"name must not contain '=' or a line break, got {name!r}")
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 6:
+        raise ValueError(f"digits must be an int from 0 to 6, got {digits!r}")
+    value, reference = _number("value", value), _number("reference", reference)
+    tolerance = _number("tolerance", tolerance)
+    if tolerance <= 0:
+        raise ValueError(f"tolerance must be positive (a spread measured over seeds and CPUs), got {tolerance}")
+    lo = None if at_least is None else _number("at_least", at_least)
+    hi = None if at_most is None else _number("at_most", at_most)
+    for bound, label in ((lo, "≥"), (hi, "≤")):
+        if bound is not None and not (bound <= reference if label == "≥" else reference <= bound):
+            raise ValueError(f"the reference {reference} itself misses the bar {label} {bound}")
+    shown = f"{_fmt(value, digits + 1)}{unit}"
+    band = f"{_fmt(reference, digits)} ± {_fmt(tolerance, digits)}{unit}"
+    if abs(value - reference) > tolerance * (1 + 1e-9):
+        raise ResultOutOfRange(f"{name} = {shown} lies outside the reference {band}: this machine's result "
+                               "differs more than the spread measured over seeds and CPUs")
+    bars = [f"{label} {_fmt(b, digits)}{unit}" for b, label in ((lo, "≥"), (hi, "≤")) if b is not None]
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ResultOutOfRange(f"{name} = {shown} misses the bar {' and '.join(bars)}")
+    print(f"{OK} {name} = {band}" + (f"  (bar {' and '.join(bars)})" if bars else ""))
+
+
+def choose_within_se(settings: Sequence[Any], means: Sequence[Any], standard_errors: Sequence[Any],
+                     *, higher_is_better: bool = True) -> Any:
+    """The first of ``settings`` whose mean is within one standard error of the best mean.
+
+    List ``settings`` in order of preference (simplest or cheapest first). The best setting's standard
+    error sets the margin. Unlike "the best mean", this choice does not flip when two settings are
+    within noise of each other and the last digits move (another CPU, another thread count).
+    """
+    if not (len(settings) == len(means) == len(standard_errors)) or len(settings) == 0:
+        raise ValueError("settings, means and standard_errors must be non-empty and of equal length, got "
+                         f"{len(settings)}, {len(means)}, {len(standard_errors)}")
+    m = [_number("mean", x) for x in means]
+    se = [_number("standard error", x) for x in standard_errors]
+    if min(se) < 0:
+        raise ValueError(f"standard errors must be non-negative, got {se}")
+    sign = 1.0 if higher_is_better else -1.0
+    best = max(range(len(m)), key=lambda i: sign * m[i])
+    for setting, mean in zip(settings, m):
+        if sign * (m[best] - mean) <= se[best]:
+            return setting
+    return settings[best]  # unreachable: the best is within zero of itself
+
+
+def expect_choice(name: str, chosen: Any, reference: Any) -> None:
+    """Assert that a decision taken from measured numbers equals the stored one; print it."""
+    if chosen != reference:
+        raise ResultOutOfRange(f"{name}: chose {chosen!r} here, the reference is {reference!r}")
+    print(f"{OK} {name}: {chosen}")

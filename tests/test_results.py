@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from lib import results
+
+
+def test_expect_prints_a_verdict_without_the_measured_value(capsys):
+    assert results.expect("test accuracy", 98.34, 98.3, 2.0, unit=" %", at_least=97.5) is None
+    assert results.expect("test accuracy", 97.61, 98.3, 2.0, unit=" %", at_least=97.5) is None
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["✓ test accuracy = 98.3 ± 2.0 %  (bar ≥ 97.5 %)"] * 2  # the same text for both values
+    m = results.VERDICT.match(out[0])
+    assert m and m["name"] == "test accuracy" and m["reference"] == "98.3" and m["bar"] == "≥ 97.5 %"
+
+
+def test_expect_accepts_tensors_and_numpy_scalars(capsys):
+    results.expect("nll", torch.tensor(1.9), np.float32(1.9), np.float64(0.05), digits=2, at_most=2.0)
+    assert capsys.readouterr().out == "✓ nll = 1.90 ± 0.05  (bar ≤ 2.00)\n"
+
+
+def test_expect_fails_outside_the_band_or_below_the_bar(capsys):
+    with pytest.raises(results.ResultOutOfRange, match=r"95\.00 % lies outside the reference 98\.3 ± 2\.0 %"):
+        results.expect("acc", 95.0, 98.3, 2.0, unit=" %")
+    with pytest.raises(results.ResultOutOfRange, match="misses the bar ≥ 97.5 %"):
+        results.expect("acc", 97.0, 98.3, 2.0, unit=" %", at_least=97.5)
+    with pytest.raises(results.ResultOutOfRange, match="misses the bar ≤ 1.0"):
+        results.expect("loss", 1.1, 1.0, 0.2, at_most=1.0)
+    assert capsys.readouterr().out == ""  # a failing check prints no verdict
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(value=float("nan")), ValueError, "value must be finite"),
+    (dict(value="98"), TypeError, "value must be a real number"),
+    (dict(value=True), TypeError, "value must be a real number"),
+    (dict(tolerance=0), ValueError, "tolerance must be positive"),
+    (dict(at_least=99.0), ValueError, "reference 98.3 itself misses the bar"),
+    (dict(name=""), ValueError, "name must be a non-empty string"),
+    (dict(name="a = b"), ValueError, "must not contain '='"),
+    (dict(digits=-1), ValueError, "digits must be an int"),
+])
+def test_expect_rejects_bad_arguments(kwargs, error, match):
+    args = dict(name="acc", value=98.0, reference=98.3, tolerance=2.0) | kwargs
+    with pytest.raises(error, match=match):
+        results.expect(**args)
+
+
+def test_choose_within_se_prefers_the_first_setting_within_noise():
+    T = [1, 2, 4, 8, 16]
+    means = [98.1, 98.6, 98.6, 98.6, 98.8]
+    # the best (T=16) has standard error 0.4: T=2 is within it, T=1 is not
+    assert results.choose_within_se(T, means, [0.2, 0.1, 0.2, 0.4, 0.4]) == 2
+    # small moves of the means (another CPU) do not change the choice; "the best" would flip
+    assert results.choose_within_se(T, [98.1, 98.6, 98.9, 98.6, 98.7], [0.2, 0.1, 0.4, 0.4, 0.4]) == 2
+    assert results.choose_within_se(["a", "b"], [2.0, 1.0], [0.1, 0.1], higher_is_better=False) == "b"
+    with pytest.raises(ValueError, match="equal length"):
+        results.choose_within_se([1, 2], [1.0], [0.1])
+    with pytest.raises(ValueError, match="non-negative"):
+        results.choose_within_se([1], [1.0], [-0.1])
+
+
+def test_expect_choice(capsys):
+    results.expect_choice("temperature chosen on validation", 4, 4)
+    assert capsys.readouterr().out == "✓ temperature chosen on validation: 4\n"
+    with pytest.raises(results.ResultOutOfRange, match="chose 8 here, the reference is 4"):
+        results.expect_choice("T", 8, 4)
