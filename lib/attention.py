@@ -21,10 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.validate import describe, require_int, require_probability, require_tensor
+
 
 def causal_mask(t: int, s: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """``(t, s)`` bool, True where query ``i`` may attend to key ``j`` (``j <= i``); ``s`` defaults to ``t``."""
-    s = t if s is None else s
+    t = require_int("t", t, 0)
+    s = t if s is None else require_int("s", s, 0)
     return torch.ones(t, s, dtype=torch.bool, device=device).tril()
 
 
@@ -34,13 +37,24 @@ def combine_masks(batch: int, t: int, s: int, key_padding_mask: torch.Tensor | N
     """One "True = allowed" mask broadcastable to ``(B, H, t, s)`` from the three kinds, or None."""
     allowed = None
     if key_padding_mask is not None:
+        require_tensor("key_padding_mask", key_padding_mask)
         if key_padding_mask.dtype != torch.bool or key_padding_mask.shape != (batch, s):
             raise ValueError(f"key_padding_mask must be bool of shape {(batch, s)}; got "
                              f"{key_padding_mask.dtype} {tuple(key_padding_mask.shape)}")
         allowed = ~key_padding_mask[:, None, None, :]          # (B, 1, 1, s)
     if attn_mask is not None:
+        require_tensor("attn_mask", attn_mask)
         if attn_mask.dtype != torch.bool:
             raise TypeError(f"attn_mask must be bool (True = allowed); got {attn_mask.dtype}")
+        try:
+            shape = torch.broadcast_shapes(attn_mask.shape, (batch, 1, t, s))
+            fits = attn_mask.ndim >= 2 and (attn_mask.ndim > 4 or (
+                len(shape) == 4 and shape[0] == batch and tuple(shape[2:]) == (t, s)))
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"attn_mask must be (T, S) = ({t}, {s}) or broadcastable to (B, H, T, S) = "
+                             f"({batch}, H, {t}, {s}); got {tuple(attn_mask.shape)}")
         allowed = attn_mask if allowed is None else allowed & attn_mask
     if causal:
         c = causal_mask(t, s, device=device)
@@ -58,6 +72,11 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     inputs must be 4-D ``(B, H, ., .)``. Returns ``out: (..., T, d_v)`` and ``weights: (..., T, S)``
     (each row sums to 1 over the allowed keys). A query with no allowed key gets all-zero weights.
     """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        require_tensor(name, t, kind="float")
+        if t.ndim < 2:
+            raise ValueError(f"{name} must have at least 2 dimensions (..., length, d); got {tuple(t.shape)}")
+    require_probability("dropout_p", dropout_p)
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"need q (...,T,d), k (...,S,d), v (...,S,dv); got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
@@ -86,6 +105,9 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
+        require_int("d_model", d_model, 1)
+        require_int("n_heads", n_heads, 1)
+        require_probability("dropout", dropout)
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         self.d_model, self.n_heads, self.d_head, self.dropout = d_model, n_heads, d_model // n_heads, dropout
@@ -102,10 +124,13 @@ class MultiHeadAttention(nn.Module):
                 key_padding_mask: torch.Tensor | None = None, causal: bool = False,
                 attn_mask: torch.Tensor | None = None,
                 need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        require_tensor("query", query)
         if query.ndim != 3 or query.shape[-1] != self.d_model:
             raise ValueError(f"query must be (B, T, {self.d_model}); got {tuple(query.shape)}")
         key = query if key is None else key
         value = key if value is None else value
+        require_tensor("key", key, "B, S, d_model", (query.shape[0], None, self.d_model))
+        require_tensor("value", value, "B, S, d_model", (query.shape[0], key.shape[1], self.d_model))
         q, k, v = self._split(self.q_proj(query)), self._split(self.k_proj(key)), self._split(self.v_proj(value))
         p = self.dropout if self.training else 0.0
         if need_weights:
@@ -120,6 +145,8 @@ class MultiHeadAttention(nn.Module):
     @torch.no_grad()
     def copy_from_torch(self, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
         """Copy the weights of a ``nn.MultiheadAttention`` (same sizes, ``batch_first`` either way)."""
+        if not isinstance(mha, nn.MultiheadAttention):
+            raise TypeError(f"mha must be an nn.MultiheadAttention, got {describe(mha)}")
         if mha.embed_dim != self.d_model or mha.num_heads != self.n_heads or not mha._qkv_same_embed_dim:
             raise ValueError(f"need nn.MultiheadAttention({self.d_model}, {self.n_heads}); got "
                              f"({mha.embed_dim}, {mha.num_heads})")
@@ -150,6 +177,8 @@ def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
     $PE_{p,2i} = \sin(p / 10000^{2i/d})$, $PE_{p,2i+1} = \cos(p / 10000^{2i/d})$: each pair of
     columns is a clock with its own period, from $2\pi$ to $10000\cdot 2\pi$ positions.
     """
+    require_int("max_len", max_len)
+    require_int("d_model", d_model)
     if max_len < 1 or d_model < 2 or d_model % 2:
         raise ValueError(f"need max_len >= 1 and an even d_model >= 2; got {max_len}, {d_model}")
     pos = torch.arange(max_len, dtype=torch.float32)[:, None]

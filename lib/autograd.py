@@ -11,6 +11,8 @@ import math
 import random
 from typing import Callable, Iterable
 
+from lib.validate import describe, is_number, require_int
+
 
 class Value:
     """A scalar node of a computational graph."""
@@ -20,6 +22,8 @@ class Value:
     def __init__(self, data: float, _parents: tuple["Value", ...] = (), op: str = "", label: str = "") -> None:
         if isinstance(data, Value):
             raise TypeError("Value(data) takes a number, got a Value; use it directly")
+        if isinstance(data, (str, bytes, bool)):  # float("3") and float(True) would pass silently
+            raise TypeError(f"Value(data) takes a number, got {describe(data)}")
         self.data = float(data)
         self.grad = 0.0
         self._parents = _parents
@@ -53,7 +57,7 @@ class Value:
         return out
 
     def __pow__(self, exponent: float) -> "Value":
-        if not isinstance(exponent, (int, float)):
+        if not is_number(exponent):
             raise TypeError(f"only constant exponents are supported, got {type(exponent).__name__}")
         out = Value(self.data ** exponent, (self,), f"**{exponent:g}")
 
@@ -144,7 +148,7 @@ class Value:
 def _lift(x) -> Value:
     if isinstance(x, Value):
         return x
-    if isinstance(x, (int, float)):
+    if is_number(x):
         return Value(x)
     raise TypeError(f"cannot combine a Value with {type(x).__name__}")
 
@@ -156,6 +160,7 @@ class Neuron:
     def __init__(self, nin: int, act: str = "tanh", rng: random.Random | None = None) -> None:
         if act not in ("tanh", "relu", "linear"):
             raise ValueError(f"act must be 'tanh', 'relu' or 'linear'; got {act!r}")
+        require_int("nin", nin, 1)
         rng = rng or random.Random(0)
         scale = 1.0 / math.sqrt(nin)  # keeps pre-activations of order 1 whatever the fan-in
         self.w = [Value(rng.uniform(-scale, scale)) for _ in range(nin)]
@@ -176,6 +181,11 @@ class MLP:
     """Fully connected layers of ``Neuron``s: ``MLP(2, [16, 16, 1])``; the last layer is linear."""
 
     def __init__(self, nin: int, sizes: list[int], act: str = "tanh", seed: int = 0) -> None:
+        require_int("nin", nin, 1)
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or not len(sizes):
+            raise ValueError(f"sizes must be a non-empty list of layer widths, got {sizes!r}")
+        for i, size in enumerate(sizes):
+            require_int(f"sizes[{i}]", size, 1)
         rng = random.Random(seed)
         dims = [nin, *sizes]
         self.layers = [[Neuron(dims[i], act if i < len(sizes) - 1 else "linear", rng)
@@ -203,6 +213,8 @@ def random_expression(n_inputs: int, n_ops: int = 12, seed: int = 0) -> Callable
     expression can be evaluated with ``Value``s, torch tensors or TensorFlow tensors and the three
     gradients compared. Divisions are by ``1 + b**2`` so the expression is defined everywhere.
     """
+    require_int("n_inputs", n_inputs, 1)
+    require_int("n_ops", n_ops, 0)
     rng = random.Random(seed)
     program = []  # (op, i, j): combine earlier intermediate results i and j
     for k in range(n_ops):
@@ -241,6 +253,8 @@ def random_expression(n_inputs: int, n_ops: int = 12, seed: int = 0) -> Callable
 
 def value_and_grad(fn: Callable[[list[Value]], Value], xs: list[float]) -> tuple[float, list[float]]:
     """Evaluate ``fn`` on ``Value``s made from the floats ``xs``; return its value and d fn / d xs."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a function of a list of Values, got {describe(fn)}")
     values = [Value(x) for x in xs]
     out = fn(values)
     if not isinstance(out, Value):
@@ -256,6 +270,8 @@ def draw_graph(root: Value, ax=None, title: str = "Computational graph"):
     """Draw the graph behind ``root`` left to right: each node shows its op, value and gradient."""
     import matplotlib.pyplot as plt
 
+    if not isinstance(root, Value):
+        raise TypeError(f"root must be a Value, got {describe(root)}")
     order = root.topological_order()
     depth: dict[int, int] = {}
     for node in order:  # parents come first, so their depth is known

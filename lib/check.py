@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lib.validate import require_number
+
 PASS, FAIL = "✅", "❌"
 
 
@@ -44,9 +46,8 @@ def answer_of(name: str, fn: Callable[[], Any]) -> Any:
 
 def check_close(name: str, got: Any, expected: Any, atol: float = 1e-6, rtol: float = 0.0) -> None:
     """Pass if ``got`` equals ``expected`` elementwise within ``atol + rtol*|expected|``."""
-    for tol_name, tol in (("atol", atol), ("rtol", rtol)):
-        if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) or not tol >= 0:
-            raise ValueError(f"{tol_name} must be a non-negative number, got {tol!r}")
+    require_number("atol", atol, low=0)
+    require_number("rtol", rtol, low=0)
     if got is None:
         _fail(name, "the answer is still None")
     exp_a = _as_floats(expected)

@@ -15,18 +15,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.train import History
+from lib.validate import describe, is_int, require_array, require_int, require_probability, require_tensor
 
 
 # --------------------------------------------------------------------------- from scratch (NumPy)
 def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
     pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v) if isinstance(v, (tuple, list)) else ()
-    if len(pair) != 2 or not all(isinstance(p, (int, np.integer)) for p in pair):
+    if len(pair) != 2 or not all(is_int(p) for p in pair):
         raise TypeError(f"{name} must be an int or a pair of ints; got {v!r}")
     return int(pair[0]), int(pair[1])
 
 
 def _check_conv_args(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, padding):
-    x, w = np.asarray(x), np.asarray(w)
+    x, w = require_array("x", x, complex_ok=True), require_array("w", w, complex_ok=True)
+    if b is not None:
+        require_array("b", b, complex_ok=True)
     if x.ndim != 4:
         raise ValueError(f"x must have shape (batch, C_in, H, W); got {x.shape}")
     if w.ndim != 4 or w.shape[1] != x.shape[1]:
@@ -101,7 +104,7 @@ def max_pool2d(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
     windows ``stride`` apart (default: ``kernel_size``, i.e. non-overlapping), no padding.
     Returns ``(batch, C, H_out, W_out)``, equal to ``torch.nn.functional.max_pool2d``.
     """
-    x = np.asarray(x)
+    x = require_array("x", x)
     if x.ndim != 4:
         raise ValueError(f"x must have shape (batch, C, H, W); got {x.shape}")
     kh, kw = _pair(kernel_size, "kernel_size")
@@ -110,7 +113,9 @@ def max_pool2d(x: np.ndarray, kernel_size: int | tuple[int, int] = 2,
         raise ValueError(f"need 1 <= kernel_size <= input size and stride >= 1; got kernel "
                          f"{(kh, kw)}, stride {(sh, sw)}, input {x.shape[2:]}")
     h_out, w_out = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
-    out = np.full(x.shape[:2] + (h_out, w_out), -np.inf, dtype=x.dtype)
+    # start below every value: -inf for floats, the smallest value for integers and bools
+    lowest = -np.inf if x.dtype.kind == "f" else False if x.dtype.kind == "b" else np.iinfo(x.dtype).min
+    out = np.full(x.shape[:2] + (h_out, w_out), lowest, dtype=x.dtype)
     for di in range(kh):  # the max over offsets, each offset's pixels of all windows at once
         for dj in range(kw):
             out = np.maximum(out, x[:, :, di:di + sh * h_out:sh, dj:dj + sw * w_out:sw])
@@ -134,10 +139,14 @@ class LeNet(nn.Module):
     def __init__(self, num_classes: int = 10, channels: tuple[int, int] = (32, 64), hidden: int = 128,
                  dropout: float = 0.25, batchnorm: bool = True) -> None:
         super().__init__()
+        require_int("num_classes", num_classes)
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        if len(channels) != 2 or min(channels) < 1:
+        if (not isinstance(channels, (tuple, list)) or len(channels) != 2
+                or not all(is_int(c) and c >= 1 for c in channels)):
             raise ValueError(f"channels must be two positive ints, got {channels!r}")
+        require_int("hidden", hidden, 1)
+        require_probability("dropout", dropout)
         c1, c2 = channels
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
@@ -150,13 +159,22 @@ class LeNet(nn.Module):
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 2 * 2, hidden), nn.ReLU(),
                                         nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _check_input(x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"LeNet expects a torch.Tensor of shape (batch, 1, 8, 8); got {describe(x)}")
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
             raise ValueError(f"LeNet expects x of shape (batch, 1, 8, 8); got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"LeNet expects floating pixels in [0, 1]; got {x.dtype}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
         return self.classifier(self.features(x))
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The activations after each conv block's ReLU: ``[(batch, c1, 8, 8), (batch, c2, 4, 4)]``."""
+        self._check_input(x)
         maps, h = [], x
         for block in self.features:
             h = block[2](block[1](block[0](h)))  # conv -> norm -> ReLU
@@ -171,8 +189,11 @@ def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
     Pixels shifted out are lost; pixels shifted in are 0 (the background of the digits).
     """
+    require_tensor("x", x)
     if x.ndim < 2:
         raise ValueError(f"x must have at least 2 dimensions (..., H, W); got shape {tuple(x.shape)}")
+    require_int("dy", dy)
+    require_int("dx", dx)
     h, w = x.shape[-2:]
     if abs(dy) >= h or abs(dx) >= w:
         raise ValueError(f"shift ({dy}, {dx}) must be smaller than the image ({h}, {w})")
@@ -189,10 +210,12 @@ def random_shift(x: torch.Tensor, max_shift: int = 1, generator: torch.Generator
     Implemented by padding once and cropping a random window per image, so it costs one gather.
     ``generator`` (a CPU ``torch.Generator``) makes the shifts reproducible.
     """
+    require_tensor("x", x)
     if x.ndim != 4:
         raise ValueError(f"x must have shape (batch, C, H, W); got {tuple(x.shape)}")
-    if not isinstance(max_shift, int) or max_shift < 0:
-        raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
+    _check_max_shift(max_shift)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
     if max_shift == 0:
         return x.clone()
     b, c, h, w = x.shape
@@ -206,11 +229,18 @@ def random_shift(x: torch.Tensor, max_shift: int = 1, generator: torch.Generator
     return padded[idx_b, idx_c, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def _check_max_shift(max_shift: int) -> None:
+    if not is_int(max_shift) or max_shift < 0:
+        raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
+
+
 class ShiftAugment(nn.Module):
     """``random_shift`` as a layer that acts only in training mode (identity in ``eval()``)."""
 
     def __init__(self, max_shift: int = 1, seed: int = 0) -> None:
         super().__init__()
+        _check_max_shift(max_shift)
+        require_int("seed", seed, 0)
         self.max_shift = max_shift
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -229,8 +259,12 @@ def train_lenet(X: np.ndarray, y: np.ndarray, *, epochs: int = 40, max_shift: in
     """
     from lib.mlp import train_classifier
 
+    if not isinstance(X, (np.ndarray, torch.Tensor)):
+        raise TypeError(f"X must be a NumPy array or tensor of shape (n, 1, 8, 8); got {describe(X)}")
     if X.ndim != 4 or tuple(X.shape[1:]) != (1, 8, 8):
         raise ValueError(f"X must have shape (n, 1, 8, 8); got {tuple(X.shape)}")
+    _check_max_shift(max_shift)
+    require_int("seed", seed, 0)
     torch.manual_seed(seed)
     model = LeNet(**lenet_kwargs)
     history = train_classifier(model, X, y, epochs=epochs, lr=lr, batch_size=batch_size,

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lib.validate import describe, require_bool, require_int, require_number
+
 SPLITS = ("train", "val", "test")
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -58,9 +60,7 @@ def check_split(split: str, allowed: tuple[str, ...] = SPLITS) -> None:
 
 
 def _rng(seed: int) -> np.random.Generator:
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(require_int("seed", seed, low=0))
 
 
 # --------------------------------------------------------------------------- toy sets
@@ -71,8 +71,9 @@ def toy_2d(kind: str = "moons", n: int = 200, noise: float = 0.2, seed: int = 0)
     """
     from sklearn import datasets
 
-    if n < 2:
-        raise ValueError(f"n must be at least 2, got {n}")
+    require_int("n", n, low=2)
+    require_number("noise", noise, low=0)
+    require_int("seed", seed, low=0, high=2**32 - 1)
     if kind == "moons":
         X, y = datasets.make_moons(n, noise=noise, random_state=seed)
     elif kind == "circles":
@@ -91,6 +92,10 @@ def linear_data(n: int = 100, w: float = 2.0, b: float = -1.0, noise: float = 0.
     Returns ``x: (n,) float64`` and ``y: (n,) float64`` (float64 so that gradient descent can be
     compared with the closed-form least-squares answer to 1e-4 and beyond).
     """
+    require_int("n", n, low=0)
+    require_number("w", w)
+    require_number("b", b)
+    require_number("noise", noise, low=0)
     rng = _rng(seed)
     x = rng.uniform(-2, 2, size=n)
     return x, w * x + b + noise * rng.standard_normal(n)
@@ -111,6 +116,8 @@ def digits(split: str = "train", images: bool = False, seed: int = 0) -> tuple[n
     from sklearn.model_selection import train_test_split
 
     check_split(split)
+    require_bool("images", images)
+    require_int("seed", seed, low=0, high=2**32 - 1)
     data = load_digits()
     X = (data.data / 16.0).astype(np.float32)
     y = data.target.astype(np.int64)
@@ -166,6 +173,7 @@ def sample_photo(name: str = "china", gray: bool = False) -> np.ndarray:
 
     if name not in ("china", "flower"):
         raise ValueError(f"name must be 'china' or 'flower'; got {name!r}")
+    require_bool("gray", gray)
     img = load_sample_image(f"{name}.jpg").astype(np.float32) / 255.0
     if gray:
         img = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma
@@ -191,10 +199,22 @@ def sequence_task(task: str = "reverse", split: str = "train", length: int = 8, 
     if task not in SEQUENCE_TASKS:
         raise ValueError(f"task must be one of {SEQUENCE_TASKS}; got {task!r}")
     check_split(split)
-    if length < 1 or vocab < 2:
-        raise ValueError(f"need length >= 1 and vocab >= 2; got length={length}, vocab={vocab}")
+    length, vocab = require_int("length", length, low=1), require_int("vocab", vocab, low=2)
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or len(sizes) != 3:
+        raise ValueError(f"sizes must be three ints (train, val, test), got {describe(sizes)}")
+    for part, size in zip(SPLITS, sizes):
+        require_int(f"sizes ({part})", size, low=0)
     width = 2 * length if task == "add" else length
     total = sum(sizes)
+    if total < 1:
+        raise ValueError(f"sizes must ask for at least one sequence, got {tuple(sizes)}")
+    drawn = (int(total * 1.2) + 16) * width
+    if drawn > 2 ** 27:
+        raise ValueError(f"sequence_task would draw {drawn:,} tokens ({8 * drawn / 2 ** 30:.1f} GiB): use smaller "
+                         "sizes or length")
+    if task == "add" and 2 * vocab ** length - 2 > np.iinfo(np.int64).max:
+        raise ValueError(f"task 'add' with length={length} and vocab={vocab}: sums of two {length}-digit numbers "
+                         "overflow int64; use a smaller length or vocab")
     if vocab ** width < 2 * total:
         raise ValueError(f"only {vocab ** width} distinct sequences exist; cannot draw {total} unique ones")
     rng = _rng(seed)
@@ -221,17 +241,42 @@ def make_loader(*arrays: np.ndarray | torch.Tensor, batch_size: int = 64, shuffl
                 seed: int = 0, drop_last: bool = False) -> DataLoader:
     """A PyTorch ``DataLoader`` over equally long arrays (e.g. ``X, y``), reproducible under ``seed``.
 
-    Floating arrays become ``float32`` tensors, integer arrays ``int64``. Batches are tuples in the
-    order given, which is what ``lib.train.fit`` expects: ``(*inputs, target)``.
+    Floating arrays become ``float32`` tensors, integer (and bool) arrays ``int64``. ``uint8`` arrays
+    are refused: they are usually images in 0..255, which need scaling to [0, 1] (``X / 255``) rather
+    than becoming integers. Batches are tuples in the order given, which is what ``lib.train.fit``
+    expects: ``(*inputs, target)``.
     """
     if not arrays:
         raise ValueError("make_loader needs at least one array")
-    lengths = {len(a) for a in arrays}
+    batch_size = require_int("batch_size", batch_size, low=1)
+    require_bool("shuffle", shuffle)
+    require_bool("drop_last", drop_last)
+    require_int("seed", seed, low=0)
+    converted = []
+    for i, a in enumerate(arrays):
+        try:
+            t = torch.as_tensor(a)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"array {i} must be a NumPy array or tensor of numbers, got {describe(a)}") from e
+        if t.ndim == 0:
+            raise ValueError(f"array {i} must have a first (example) dimension, got a scalar")
+        if t.dtype == torch.uint8:
+            raise TypeError(f"array {i} is uint8 (images in 0..255?): convert it first, e.g. X.astype(np.float32) / 255 "
+                            "for pixels or y.astype(np.int64) for labels")
+        if t.is_complex():
+            raise TypeError(f"array {i} is complex ({t.dtype}); make_loader takes real numbers")
+        converted.append(t)
+    lengths = {len(t) for t in converted}
     if len(lengths) != 1:
-        raise ValueError(f"all arrays must have the same length; got lengths {[len(a) for a in arrays]}")
+        raise ValueError(f"all arrays must have the same length; got lengths {[len(t) for t in converted]}")
+    n = lengths.pop()
+    if n == 0:
+        raise ValueError("the arrays are empty: a loader over 0 examples yields no batches")
+    if drop_last and batch_size > n:
+        raise ValueError(f"batch_size={batch_size} with drop_last=True and {n} examples yields no batches; "
+                         f"use batch_size <= {n} or drop_last=False")
     tensors = []
-    for a in arrays:
-        t = torch.as_tensor(a)
+    for t in converted:
         t = t.float() if t.is_floating_point() else t.long()
         tensors.append(t)
     generator = torch.Generator().manual_seed(seed)

@@ -22,6 +22,8 @@ def get_device(prefer: str | None = None) -> torch.device:
     ``ValueError`` rather than silently falling back. The environment variable ``COURSE_DEVICE``
     does the same for a whole session (e.g. ``COURSE_DEVICE=cpu`` on a GPU machine).
     """
+    if prefer is not None and not isinstance(prefer, str):
+        raise TypeError(f"prefer must be 'cpu', 'cuda', 'mps' or None, got {type(prefer).__name__} {prefer!r}")
     prefer = prefer or os.environ.get("COURSE_DEVICE")
     available = {
         "cuda": torch.cuda.is_available(),
@@ -48,8 +50,11 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
     TensorFlow is never imported here: importing it costs seconds, so it is seeded only when a
     notebook has already loaded it (``lib.keras_models`` seeds it again after its lazy import).
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed must be a non-negative int below 2**32 (NumPy's limit), got {seed!r}")
+    if not isinstance(deterministic, (bool, np.bool_)):
+        raise TypeError(f"deterministic must be True or False, got {deterministic!r}")
+    seed = int(seed)  # random.seed refuses NumPy ints
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device

@@ -16,9 +16,13 @@ import statistics
 import time
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lib.validate import (check_loss, describe, require_int, require_module, require_number, require_positive_int,
+                          require_positive_number, require_tensor)
 
 
 def _check_logits(name: str, t: torch.Tensor) -> None:
@@ -30,8 +34,16 @@ def _check_logits(name: str, t: torch.Tensor) -> None:
 
 
 def _check_temperature(T: float) -> None:
-    if isinstance(T, bool) or not isinstance(T, (int, float)) or not T > 0:
-        raise ValueError(f"temperature T must be a positive number; got {T!r}")
+    try:
+        require_positive_number("temperature T", T)
+    except TypeError as e:  # one error type for every bad temperature, as before
+        raise ValueError(str(e)) from None
+
+
+def _check_alpha(alpha: float) -> None:
+    require_number("alpha", alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
 
 
 def soften(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
@@ -58,12 +70,11 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     if teacher_logits.shape != student_logits.shape:
         raise ValueError(f"teacher_logits must have the student's shape {tuple(student_logits.shape)}; "
                          f"got {tuple(teacher_logits.shape)}")
-    if target.shape != student_logits.shape[:1] or target.is_floating_point():
+    if not isinstance(target, torch.Tensor) or target.shape != student_logits.shape[:1] or target.is_floating_point():
         raise ValueError(f"target must be class indices of shape ({student_logits.shape[0]},); "
                          f"got {target.dtype} of shape {tuple(target.shape)}")
     _check_temperature(T)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
+    _check_alpha(alpha)
     hard = F.cross_entropy(student_logits, target)
     log_p_student = F.log_softmax(student_logits / T, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits.detach() / T, dim=1)
@@ -87,11 +98,21 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epoc
     Returns the mean training loss of each epoch. This loop rather than ``lib.train.fit``: the
     distillation loss needs the teacher's logits of exactly the images in each batch.
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int; got {epochs!r}")
-    if len(X) != len(y):
-        raise ValueError(f"X and y must have the same length; got {len(X)} and {len(y)}")
+    require_module("model", model)
+    require_positive_int("epochs", epochs)
+    require_tensor("X", X, kind="float")
+    require_tensor("y", y, "n", (len(X),), kind="int")
+    if len(X) == 0:
+        raise ValueError("X is empty: there is nothing to train on")
+    require_positive_int("batch_size", batch_size)
+    require_positive_number("lr", lr)
+    require_number("weight_decay", weight_decay, low=0)
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be a function augment(x_batch, generator) or None, got {describe(augment)}")
     if teacher_logits is not None:
+        require_tensor("teacher_logits", teacher_logits, kind="float")
+        _check_temperature(T)
+        _check_alpha(alpha)
         if teacher_logits.ndim != 2 or len(teacher_logits) != len(X):
             raise ValueError(f"teacher_logits must have shape ({len(X)}, classes); "
                              f"got {tuple(teacher_logits.shape)}")
@@ -103,10 +124,10 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epoc
     steps_per_epoch = -(-len(X) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch)
     losses = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
         total = 0.0
-        for idx in torch.randperm(len(X), generator=g).split(batch_size):
+        for i, idx in enumerate(torch.randperm(len(X), generator=g).split(batch_size)):
             idx = idx.to(X.device)
             xb = X[idx] if augment is None else augment(X[idx], g)
             out = model(xb)
@@ -114,6 +135,7 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epoc
                 loss = F.cross_entropy(out, y[idx])
             else:
                 loss = distillation_loss(out, teacher_logits[idx], y[idx], T=T, alpha=alpha)
+            check_loss(loss, f"epoch {epoch + 1}/{epochs}, batch {i + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -127,23 +149,34 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epoc
 @torch.no_grad()
 def logits_of(model: nn.Module, X: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """``model``'s logits on ``X`` in evaluation mode, batch by batch: ``(n, classes)``."""
+    require_module("model", model)
+    require_tensor("X", X)
+    require_positive_int("batch_size", batch_size)
+    if len(X) == 0:
+        raise ValueError("X is empty")
     model.eval()
     return torch.cat([model(xb) for xb in X.split(batch_size)])
 
 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
     """Share of ``X`` classified as ``y`` (a float in [0, 1])."""
+    require_tensor("X", X)
+    # a y of shape (n, 1) would broadcast against the (n,) predictions into an (n, n) comparison
+    if tuple(np.shape(y)) != (len(X),):
+        raise ValueError(f"y must have shape (n,) = ({len(X)},), got {tuple(np.shape(y))}")
     return float((logits_of(model, X).argmax(1) == y).float().mean())
 
 
 # --------------------------------------------------------------------------- compression table
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
+    require_module("model", model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def state_dict_bytes(model: nn.Module) -> int:
     """Size in bytes of ``torch.save(model.state_dict())``: what the model costs on disk."""
+    require_module("model", model)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes
@@ -155,8 +188,10 @@ def cpu_latency(model: nn.Module, x: torch.Tensor, repeats: int = 30, warmup: in
 
     Machine- and load-dependent: report it, never compare it in a test.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1; got {repeats}")
+    require_module("model", model)
+    require_tensor("x", x)
+    require_int("repeats", repeats, 1)
+    require_int("warmup", warmup, 0)
     model = model.to("cpu").eval()
     x = x.to("cpu")
     for _ in range(warmup):
@@ -175,6 +210,8 @@ def gap_recovered(teacher_err: float, student_err: float, distilled_err: float) 
     Errors (or error rates) of the teacher, the student trained from scratch, and the distilled
     student. Hinton et al. 2015 on MNIST: ``gap_recovered(67, 146, 74) = 0.91``.
     """
+    for name, value in (("teacher_err", teacher_err), ("student_err", student_err), ("distilled_err", distilled_err)):
+        require_number(name, value)
     if student_err == teacher_err:
         raise ValueError("the teacher and the scratch student have the same error: there is no gap")
     return (student_err - distilled_err) / (student_err - teacher_err)
@@ -208,8 +245,7 @@ def keras_distiller(student, T: float = 4.0, alpha: float = 0.1):
     from lib.keras_models import load_keras
 
     _check_temperature(T)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
+    _check_alpha(alpha)
     keras = load_keras(seed=None)
     import tensorflow as tf  # already imported by load_keras; train_step needs its GradientTape
 

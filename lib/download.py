@@ -100,6 +100,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     if raw[2] not in dtypes:
         raise ValueError(f"{path}: unknown IDX data type 0x{raw[2]:02x}")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: the IDX header is cut short (truncated file?)")
     shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):

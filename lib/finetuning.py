@@ -22,10 +22,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lib.data import check_split, make_loader
-from lib.device import get_device
 from lib.mlm import check_ids, encoder_sizes, length_buckets, trim_padding
 from lib.text import CharVocab, load_names, names_split
 from lib.train import History, fit
+from lib.validate import (describe, model_device, require_int, require_module, require_positive_int,
+                          require_probability, require_tensor, resolve_device)
 
 
 class Classifier(nn.Module):
@@ -44,7 +45,12 @@ class Classifier(nn.Module):
         super().__init__()
         if pooling not in self.POOLINGS:
             raise ValueError(f"pooling must be one of {self.POOLINGS}; got {pooling!r}")
+        require_module("encoder", encoder)
+        require_positive_int("n_classes", n_classes)
+        require_int("pad_id", pad_id, 0)
+        require_probability("dropout", dropout)
         d_model, _ = encoder_sizes(encoder, d_model, 1)
+        require_positive_int("d_model", d_model)
         self.encoder, self.pad_id, self.pooling = encoder, pad_id, pooling
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(d_model, n_classes)
@@ -67,6 +73,7 @@ class Classifier(nn.Module):
 
 def freeze(module: nn.Module) -> nn.Module:
     """Stop gradients to every parameter of ``module`` (in place); returns the module."""
+    require_module("module", module)
     for p in module.parameters():
         p.requires_grad_(False)
     return module
@@ -74,6 +81,7 @@ def freeze(module: nn.Module) -> nn.Module:
 
 def unfreeze(module: nn.Module) -> nn.Module:
     """Undo ``freeze``: every parameter of ``module`` is trainable again; returns the module."""
+    require_module("module", module)
     for p in module.parameters():
         p.requires_grad_(True)
     return module
@@ -81,6 +89,7 @@ def unfreeze(module: nn.Module) -> nn.Module:
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters (only those with ``requires_grad`` if ``trainable_only``)."""
+    require_module("module", module)
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -89,9 +98,19 @@ def class_weighted_ce(labels: torch.Tensor, n_classes: int) -> Callable:
 
     With balanced ``labels`` every weight is 1 and this is plain cross-entropy.
     """
+    _check_labels(labels, n_classes)
     counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
     weight = len(labels) / (n_classes * counts)
     return lambda output, target: F.cross_entropy(output, target, weight=weight.to(output.device))
+
+
+def _check_labels(labels: torch.Tensor, n_classes: int, n: int | None = None) -> None:
+    """``labels``: ``(N,)`` integer class indices in ``[0, n_classes)`` (``N = n`` when given)."""
+    require_positive_int("n_classes", n_classes)
+    require_tensor("labels", labels, "N", (n,), kind="int")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise ValueError(f"labels must be class indices in [0, {n_classes}); got [{int(labels.min())}, "
+                         f"{int(labels.max())}] (is n_classes right?)")
 
 
 class _BucketSampler(torch.utils.data.Sampler):
@@ -117,9 +136,13 @@ def finetune(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, *, epoch
 
     ``bucket=True`` groups names of similar length in a batch (less padding, faster on large sets).
     """
+    require_module("model", model)
     check_ids(ids)
-    if labels.ndim != 1 or len(labels) != len(ids):
-        raise ValueError(f"labels must be (N,) with N = {len(ids)}; got {tuple(labels.shape)}")
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or len(labels) != len(ids):
+        raise ValueError(f"labels must be (N,) with N = {len(ids)}; got {describe(labels)}")
+    _check_labels(labels, n_classes)
+    require_positive_int("batch_size", batch_size)
+    require_int("seed", seed, 0)
     torch.manual_seed(seed)  # dropout masks
     if bucket:
         loader = DataLoader(TensorDataset(ids, labels), batch_sampler=_BucketSampler(ids, batch_size, seed))
@@ -133,9 +156,15 @@ def finetune(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, *, epoch
 @torch.no_grad()
 def encode_features(model: Classifier, ids: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Pooled encoder features ``(N, d)`` in eval mode (no dropout), on the CPU."""
+    if not isinstance(model, Classifier):
+        raise TypeError(f"model must be a lib.finetuning.Classifier, got {describe(model)}")
+    check_ids(ids)
+    require_positive_int("batch_size", batch_size)
+    if not len(ids):
+        raise ValueError("ids is empty")
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = torch.cat([model.features(ids[i:i + batch_size].to(device)).cpu()
                      for i in range(0, len(ids), batch_size)])
     model.train(was_training)
@@ -150,7 +179,11 @@ def linear_probe(model: Classifier, ids: torch.Tensor, labels: torch.Tensor, *, 
     The features of a frozen encoder never change, so they are computed once and the head is
     trained on them: the same result as running the frozen encoder at every step, much faster.
     """
-    device = torch.device(device) if device is not None else get_device()
+    if not isinstance(model, Classifier):
+        raise TypeError(f"model must be a lib.finetuning.Classifier, got {describe(model)}")
+    check_ids(ids)
+    _check_labels(labels, n_classes, len(ids))
+    device = resolve_device(device)
     freeze(model.encoder).to(device)
     features = encode_features(model.to(device), ids)
     torch.manual_seed(seed)
@@ -161,10 +194,16 @@ def linear_probe(model: Classifier, ids: torch.Tensor, labels: torch.Tensor, *, 
 
 @torch.no_grad()
 def predict_labels(model: nn.Module, ids: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """``argmax`` class ``(N,)`` of ``model(ids)`` in eval mode, on the CPU."""
+    """``argmax`` class ``(N,)`` of ``model(ids)`` in eval mode, on the CPU. ``ids`` is whatever the
+    model takes, batched along its first dimension (token ids for a ``Classifier``, features for a head)."""
+    require_module("model", model)
+    require_tensor("ids", ids)
+    require_positive_int("batch_size", batch_size)
+    if not len(ids):
+        raise ValueError("ids is empty")
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = torch.cat([model(ids[i:i + batch_size].to(device)).argmax(-1).cpu()
                      for i in range(0, len(ids), batch_size)])
     model.train(was_training)
@@ -183,6 +222,7 @@ def gender_task(split: str = "train", vocab: CharVocab | None = None,
     ``names``, ``ids: (N, length)`` (``.name.`` padded, as ``CharVocab.batch``) and ``labels: (N,)``.
     """
     check_split(split)
+    require_positive_int("length", length)
     vocab = vocab or CharVocab()
     lists: dict[str, set[str]] = {"female": set(), "male": set()}
     for record in load_names():
@@ -200,8 +240,10 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     ``n >= len(labels)`` returns every index. Each class contributes ``n // C`` (the remainder and
     any shortfall of a small class are filled from the others), drawn by a seeded permutation.
     """
-    if not isinstance(n, (int, np.integer)) or n < 1:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)) or n < 1:
         raise ValueError(f"n must be a positive int; got {n!r}")
+    require_tensor("labels", labels, "N")
+    require_int("seed", seed, 0)
     if n >= len(labels):
         return torch.arange(len(labels))
     rng = np.random.default_rng(seed)

@@ -17,6 +17,9 @@ def load_keras(seed: int | None = 0):
 
     ``seed`` (if not None) seeds Python, NumPy and TensorFlow through ``keras.utils.set_random_seed``.
     """
+    from lib.validate import require_int
+
+    seed = None if seed is None else require_int("seed", seed, 0, 2 ** 32 - 1)  # checked before the slow import
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # C++ INFO/WARNING lines off
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bitwise-repeatable CPU results

@@ -14,10 +14,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.text import CharVocab, lm_tensors
+from lib.validate import (describe, model_device, require_ids, require_int, require_module, require_number,
+                          require_tensor, require_texts)
+
+
+def _check_vocab(vocab) -> None:
+    if not isinstance(vocab, CharVocab):
+        raise TypeError(f"vocab must be a lib.text.CharVocab, got {describe(vocab)}")
 
 
 def bigram_counts(names: list[str], vocab: CharVocab) -> torch.Tensor:
     """``(V, V)`` int64 counts: ``counts[a, b]`` = how often character ``b`` follows ``a`` in ``.name.``."""
+    require_texts("names", names)
+    _check_vocab(vocab)
     counts = torch.zeros(len(vocab), len(vocab), dtype=torch.long)
     for name in names:
         ids = torch.tensor(vocab.encode(name))
@@ -34,21 +43,20 @@ class BigramLM(nn.Module):
 
     def __init__(self, names: list[str], vocab: CharVocab, alpha: float = 1.0) -> None:
         super().__init__()
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0; got {alpha}")
+        require_number("alpha", alpha, low=0)
         counts = bigram_counts(names, vocab).double() + alpha
         self.register_buffer("log_probs", (counts / counts.sum(1, keepdim=True)).log().float())
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        require_ids("ids", ids, vocab_size=len(self.log_probs))
         return self.log_probs[ids]  # log-probabilities are valid logits (softmax gives them back)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the non-padded targets (``-100`` = padding); a ``loss_fn`` for
     ``lib.train.fit``. ``logits: (B, T, V)``, ``targets: (B, T)``."""
-    if logits.ndim != 3 or targets.shape != logits.shape[:2]:
-        raise ValueError(f"need logits (B, T, V) and targets (B, T); got {tuple(logits.shape)}, "
-                         f"{tuple(targets.shape)}")
+    require_tensor("logits", logits, "B, T, V", kind="float")
+    require_tensor("targets", targets, "B, T", tuple(logits.shape[:2]), kind="long")
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
 
@@ -56,12 +64,15 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def nll_per_char(model: nn.Module, names: list[str], vocab: CharVocab, batch_size: int = 1024) -> float:
     """Test negative log-likelihood in nats per character: total ``-log p`` of every character
     (and every end mark) of ``names`` divided by their number. ``log(V)`` means "no idea"."""
-    if not names:
+    require_module("model", model)
+    require_texts("names", names)
+    _check_vocab(vocab)
+    batch_size = require_int("batch_size", batch_size, 1)
+    if not len(names):
         raise ValueError("names is empty")
     was_training = model.training
     model.eval()
-    device = next(model.buffers(), None)
-    device = next(model.parameters(), device).device
+    device = model_device(model)
     total, count = 0.0, 0
     for start in range(0, len(names), batch_size):
         x, y = lm_tensors(names[start:start + batch_size], vocab)
@@ -83,14 +94,16 @@ def sample(model: nn.Module, vocab: CharVocab, n: int = 10, temperature: float =
     starts with ``prefix``. The same ``seed`` gives the same names (a private generator is used,
     so the global random state is untouched). Stops at the end mark or after ``max_len`` letters.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0; got {temperature}")
-    if n < 1 or max_len < 1:
-        raise ValueError(f"n and max_len must be positive; got n={n}, max_len={max_len}")
+    require_module("model", model)
+    _check_vocab(vocab)
+    require_number("temperature", temperature, low=0)
+    n, max_len = require_int("n", n, 1), require_int("max_len", max_len, 1)
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string, got {describe(prefix)}")
+    require_int("seed", seed, 0)
     was_training = model.training
     model.eval()
-    device = next(model.buffers(), None)
-    device = next(model.parameters(), device).device
+    device = model_device(model)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     start = [vocab.bos, *vocab.encode(prefix, boundaries=False)]
     ids = torch.tensor([start] * n, dtype=torch.long)
@@ -126,6 +139,8 @@ def train_lm(model: nn.Module, train_names: list[str], val_names: list[str], voc
     from lib.data import make_loader
     from lib.train import fit
 
+    require_texts("train_names", train_names)
+    require_texts("val_names", val_names)
     train_loader = make_loader(*lm_tensors(train_names, vocab), batch_size=batch_size, shuffle=True, seed=seed)
     val_loader = make_loader(*lm_tensors(val_names, vocab), batch_size=512)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)

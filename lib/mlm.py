@@ -22,19 +22,22 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from lib.device import get_device
 from lib.text import CharVocab
 from lib.train import History
+from lib.validate import (describe, model_device, require_ids, require_int, require_module, require_number,
+                          require_positive_int, require_positive_number, require_tensor, resolve_device)
 
 IGNORE = -100  # target value that F.cross_entropy skips (ignore_index)
 
 
 def check_ids(ids: torch.Tensor, name: str = "ids") -> None:
     """Raise ``TypeError`` unless ``ids`` is an int64 tensor of shape ``(B, T)``."""
-    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
-        got = (f"{ids.dtype} tensor of shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor)
-               else type(ids).__name__)
-        raise TypeError(f"{name} must be an int64 tensor of shape (B, T); got {got}")
+    require_ids(name, ids)
+
+
+def _check_masked_lm(model) -> None:
+    if not isinstance(model, MaskedLM):
+        raise TypeError(f"model must be a lib.mlm.MaskedLM, got {describe(model)}")
 
 
 # --------------------------------------------------------------------------- the MLM objective
@@ -49,8 +52,11 @@ def mask_tokens(ids: torch.Tensor, vocab_size: int, *, rate: float = 0.15, mask_
     every letter. ``targets`` holds the original token at chosen positions and ``-100`` elsewhere.
     """
     check_ids(ids)
-    if not 0.0 < rate <= 1.0:
-        raise ValueError(f"rate must be in (0, 1]; got {rate}")
+    require_number("rate", rate, low=0, high=1, low_open=True)
+    for name, value in (("vocab_size", vocab_size), ("mask_id", mask_id), ("n_special", n_special)):
+        require_int(name, value)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
     if not 0 <= mask_id < vocab_size or not 0 < n_special < vocab_size:
         raise ValueError(f"need 0 <= mask_id < vocab_size and 0 < n_special < vocab_size; "
                          f"got mask_id={mask_id}, n_special={n_special}, vocab_size={vocab_size}")
@@ -78,6 +84,7 @@ def mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if logits.ndim != 3 or targets.shape != logits.shape[:2]:
         raise ValueError(f"expected logits (B, T, V) and targets (B, T); got {tuple(logits.shape)} "
                          f"and {tuple(targets.shape)}")
+    require_tensor("targets", targets, kind="long")
     if not (targets != IGNORE).any():
         return logits.sum() * 0.0
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
@@ -101,6 +108,10 @@ def trim_padding(ids: torch.Tensor, *others: torch.Tensor, pad_id: int = 0) -> t
     Padded keys get no attention and positions count from the left, so this changes no result;
     it only saves time, since most names are much shorter than the longest.
     """
+    require_tensor("ids", ids, "B, T")
+    for i, other in enumerate(others):
+        if not isinstance(other, torch.Tensor) or other.shape[:2] != ids.shape:
+            raise ValueError(f"others[{i}] must have the shape of ids {tuple(ids.shape)}; got {describe(other)}")
     length = max(1, int((ids != pad_id).sum(1).max())) if ids.numel() else ids.shape[1]
     return tuple(t[:, :length] for t in (ids, *others))
 
@@ -115,7 +126,11 @@ class MaskedLM(nn.Module):
     def __init__(self, encoder: nn.Module, vocab_size: int | None = None, d_model: int | None = None,
                  pad_id: int = 0) -> None:
         super().__init__()
+        require_module("encoder", encoder)
         d_model, vocab_size = encoder_sizes(encoder, d_model, vocab_size)
+        require_positive_int("d_model", d_model)
+        require_int("vocab_size", vocab_size, 2)
+        require_int("pad_id", pad_id, 0, vocab_size - 1)
         self.encoder, self.pad_id = encoder, pad_id
         self.head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model),
                                   nn.Linear(d_model, vocab_size))
@@ -135,6 +150,9 @@ def length_buckets(ids: torch.Tensor, batch_size: int, generator: torch.Generato
     row), which saves about a third of the work on names, while every epoch still sees every row
     once in a random order.
     """
+    require_tensor("ids", ids, "N, T")
+    require_positive_int("batch_size", batch_size)
+    require_positive_int("window", window)
     lengths = (ids != pad_id).sum(1)
     order = torch.randperm(len(ids), generator=generator)
     chunks = order.split(batch_size * window)
@@ -153,10 +171,16 @@ def pretrain(model: MaskedLM, ids: torch.Tensor, *, epochs: int = 1, batch_size:
     one record per *step*: ``loss`` (masked positions only) and ``accuracy`` (share of masked
     letters predicted right).
     """
+    _check_masked_lm(model)
     check_ids(ids)
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    device = torch.device(device) if device is not None else get_device()
+    if not len(ids):
+        raise ValueError("ids is empty: there is nothing to pretrain on")
+    require_positive_int("epochs", epochs)
+    require_positive_int("batch_size", batch_size)
+    require_positive_number("lr", lr)
+    require_number("warmup", warmup, low=0, high=1, high_open=True)
+    require_number("rate", rate, low=0, high=1, low_open=True)
+    device = resolve_device(device)
     model.to(device).train()
     vocab_size = model.head[-1].out_features
     generator = torch.Generator().manual_seed(seed)
@@ -196,10 +220,14 @@ def evaluate_mlm(model: MaskedLM, ids: torch.Tensor, *, rate: float = 0.15, seed
     Loss is averaged over all masked positions of the set (not per batch); accuracy is the share
     of masked positions whose original token is among the model's ``top_k`` guesses. Eval mode.
     """
+    _check_masked_lm(model)
     check_ids(ids)
-    generator = torch.Generator().manual_seed(seed)
+    require_positive_int("batch_size", batch_size)
     vocab_size = model.head[-1].out_features
-    device = next(model.parameters()).device
+    require_int("top_k", top_k, 1, vocab_size)
+    require_number("rate", rate, low=0, high=1, low_open=True)
+    generator = torch.Generator().manual_seed(seed)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
@@ -213,7 +241,10 @@ def evaluate_mlm(model: MaskedLM, ids: torch.Tensor, *, rate: float = 0.15, seed
         correct += int((best == targets[chosen].unsqueeze(-1)).any(-1).sum())
         count += int(chosen.sum())
     model.train(was_training)
-    return loss_sum / max(count, 1), correct / max(count, 1)
+    if count == 0:
+        raise ValueError(f"no position of the {len(ids)} sequences was masked (too few ordinary tokens at "
+                         f"rate={rate}): loss and accuracy are undefined")
+    return loss_sum / count, correct / count
 
 
 @torch.no_grad()
@@ -224,10 +255,14 @@ def fill_masks(model: MaskedLM, text: str, vocab: CharVocab | None = None,
     ``text`` is a lower-case name with ``*`` for hidden letters, e.g. ``"em*a"``. Returns a list of
     ``(position in text, [(letter, probability), ...])``, best first.
     """
+    _check_masked_lm(model)
     vocab = vocab or CharVocab()
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {describe(text)}")
     if "*" not in text:
         raise ValueError(f"text must contain at least one '*' to fill in; got {text!r}")
-    ids = torch.tensor([vocab.encode(text)], device=next(model.parameters()).device)
+    require_int("top_k", top_k, 1, len(vocab) - 3)
+    ids = torch.tensor([vocab.encode(text)], device=model_device(model))
     was_training = model.training
     model.eval()
     probs = model(ids)[0].softmax(-1)                   # (T, V)

@@ -14,10 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from lib.validate import (describe, is_int, require_array, require_finite, require_int, require_number,
+                          require_positive_int, require_positive_number, require_probability)
+
 
 # --------------------------------------------------------------------------- NumPy building blocks
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``z: (n, k)``. Subtracting the row maximum avoids overflow in ``exp``."""
+    z = require_array("z", z, ndim=2)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -29,6 +33,7 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
     Computed with log-sum-exp, never as ``log(softmax)``, which gives ``log(0) = -inf`` for
     confident wrong answers.
     """
+    logits, y = np.asarray(logits), np.asarray(y)
     _check_labels(logits, y)
     z = logits - logits.max(axis=1, keepdims=True)
     log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -40,9 +45,13 @@ def _check_labels(logits: np.ndarray, y: np.ndarray) -> None:
         raise ValueError(f"logits must have shape (n, classes); got {logits.shape}")
     if y.shape != (logits.shape[0],) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must be integer labels of shape ({logits.shape[0]},); got {y.dtype} {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= logits.shape[1]):  # -1 would silently pick the last class
+        raise ValueError(f"y must be class indices in [0, {logits.shape[1]}); got [{y.min()}, {y.max()}]")
 
 
 def _check_sizes(sizes: Sequence[int]) -> list[int]:
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__") or not all(is_int(s) for s in sizes):
+        raise TypeError(f"sizes must be a sequence of ints (input, hidden..., output); got {sizes!r}")
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes must list at least input and output width, all positive; got {sizes}")
@@ -59,6 +68,7 @@ class NumpyMLP:
 
     def __init__(self, sizes: Sequence[int] = (64, 128, 10), seed: int = 0, dtype=np.float64) -> None:
         self.sizes = _check_sizes(sizes)
+        require_int("seed", seed, 0)
         rng = np.random.default_rng(seed)
         self.params: dict[str, np.ndarray] = {}
         for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
@@ -72,6 +82,7 @@ class NumpyMLP:
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Logits ``(n, sizes[-1])`` for ``X: (n, sizes[0])``; keeps each layer's input for ``backward``."""
+        X = require_array("X", X)
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have shape (n, {self.sizes[0]}); got {X.shape}")
         self._cache = []
@@ -93,6 +104,10 @@ class NumpyMLP:
         """
         if not self._cache:
             raise RuntimeError("call forward() before backward()")
+        expected = (len(self._cache[0]), self.sizes[-1])
+        if np.shape(dlogits) != expected:
+            raise ValueError(f"dlogits must have the shape of the last forward's logits {expected}; "
+                             f"got {np.shape(dlogits)}")
         grads: dict[str, np.ndarray] = {}
         dz = dlogits
         for l in reversed(range(self.num_layers)):
@@ -107,6 +122,7 @@ class NumpyMLP:
     def loss_and_grads(self, X: np.ndarray, y: np.ndarray,
                        weight_decay: float = 0.0) -> tuple[float, dict[str, np.ndarray]]:
         """Mean cross-entropy (+ ``weight_decay/2 * sum W^2`` over weight matrices) and its gradients."""
+        require_number("weight_decay", weight_decay, low=0)
         logits = self.forward(X)
         loss = cross_entropy(logits, y)
         # d(mean CE)/dlogits = (softmax - one_hot) / n
@@ -129,8 +145,18 @@ def train_numpy_mlp(model: NumpyMLP, X: np.ndarray, y: np.ndarray, epochs: int =
                     batch_size: int = 32, momentum: float = 0.9, weight_decay: float = 0.0,
                     seed: int = 0) -> list[float]:
     """Mini-batch SGD with momentum on ``model`` in place; returns the mean training loss per epoch."""
+    if not isinstance(model, NumpyMLP):
+        raise TypeError(f"model must be a lib.mlp.NumpyMLP, got {describe(model)}")
+    X, y = require_array("X", X), require_array("y", y)
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"X must be (n, features) and y (n,); got {X.shape} and {y.shape}")
+    if not len(X):
+        raise ValueError("X is empty: there is nothing to train on")
+    require_finite("X", X)
+    require_int("epochs", epochs, 0)
+    require_positive_number("lr", lr)
+    require_positive_int("batch_size", batch_size)
+    require_number("momentum", momentum, low=0, high=1, high_open=True)
     rng = np.random.default_rng(seed)
     velocity = {k: np.zeros_like(v) for k, v in model.params.items()}
     losses = []
@@ -171,7 +197,9 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x[0].numel() != self.sizes[0]:
+        if not isinstance(x, torch.Tensor) or x.ndim < 2:
+            raise ValueError(f"x must be a tensor (batch, {self.sizes[0]}) or a batch of images; got {describe(x)}")
+        if x.shape[1:].numel() != self.sizes[0]:
             raise ValueError(f"each example must have {self.sizes[0]} values; got shape {tuple(x.shape)}")
         return self.net(x)
 
@@ -213,6 +241,12 @@ def train_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: 
 
     if len(X) != len(y):
         raise ValueError(f"X and y must have the same length; got {len(X)} and {len(y)}")
+    require_probability("label_smoothing", label_smoothing, one_allowed=True)
+    if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
+        raise ValueError(f"val must be a pair (X_val, y_val), got {describe(val)}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be a module (or function) applied to each batch, got {describe(augment)}")
+    require_int("seed", seed, 0)
     weight_t = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
 
     def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -238,6 +272,12 @@ def class_weights(y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must be a 1-D integer array; got {y.dtype} {y.shape}")
+    if not y.size:
+        raise ValueError("y is empty: there are no classes to weight")
+    if y.min() < 0:
+        raise ValueError(f"y must be class indices >= 0; got {y.min()}")
+    if num_classes is not None and require_int("num_classes", num_classes, 1) <= y.max():
+        raise ValueError(f"num_classes={num_classes} but y holds class {y.max()}")
     k = int(num_classes or y.max() + 1)
     counts = np.bincount(y, minlength=k).astype(np.float64)
     if np.any(counts == 0):
@@ -256,6 +296,7 @@ def keras_mlp(sizes: Sequence[int] = (64, 128, 10), dropout: float = 0.0, seed: 
     from lib.keras_models import load_keras
 
     sizes = _check_sizes(sizes)
+    require_probability("dropout", dropout)
     keras = load_keras(seed)
     layers = [keras.Input(shape=(sizes[0],))]
     for n_out in sizes[1:-1]:

@@ -17,6 +17,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from lib.validate import describe, is_number, require_int, require_number, require_positive_number
+
 
 class Param:
     """A NumPy array with a gradient slot, so NumPy code can use these optimizers."""
@@ -39,8 +41,10 @@ class Optimizer:
         for p in self.params:
             if not (hasattr(p, "data") and hasattr(p, "grad")):
                 raise TypeError(f"parameters need .data and .grad attributes; got {type(p).__name__}")
-        if not isinstance(lr, (int, float)) or not lr > 0:
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        try:
+            require_positive_number("lr", lr)
+        except TypeError as e:  # one error type for every bad learning rate, as before
+            raise ValueError(str(e)) from None
         self.lr = float(lr)
         self.t = 0  # number of steps taken
         self.state: list[dict] = [{} for _ in self.params]
@@ -69,10 +73,8 @@ class SGD(Optimizer):
 
     def __init__(self, params: Iterable, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
         super().__init__(params, lr)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        require_number("momentum", momentum, low=0, high=1, high_open=True)
+        require_number("weight_decay", weight_decay, low=0)
         self.momentum, self.weight_decay = momentum, weight_decay
 
     def update(self, grad, state, data):
@@ -98,10 +100,10 @@ class Adam(Optimizer):
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, eps_mode: str = "torch") -> None:
         super().__init__(params, lr)
-        if not all(0.0 <= b < 1.0 for b in betas) or len(betas) != 2:
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+                or not all(is_number(b) and 0.0 <= b < 1.0 for b in betas)):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps!r}")
+        require_positive_number("eps", eps)
         if eps_mode not in ("torch", "keras"):
             raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
         self.betas, self.eps, self.eps_mode = betas, eps, eps_mode
@@ -128,13 +130,24 @@ def optimize_path(grad_fn: Callable[[np.ndarray], np.ndarray], start, optimizer:
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if not callable(grad_fn):
+        raise TypeError(f"grad_fn must be a function of the parameters, got {describe(grad_fn)}")
+    require_int("steps", steps, 0)
     if optimizer == "momentum":
         kwargs.setdefault("momentum", 0.9)
     p = Param(start)
+    if not p.data.size or not np.all(np.isfinite(p.data)):
+        raise ValueError(f"start must be finite numbers, got {start!r}")
     opt = OPTIMIZERS[optimizer]([p], lr=lr, **kwargs)
     path = [p.data.copy()]
     for _ in range(steps):
         p.grad = np.asarray(grad_fn(p.data), dtype=np.float64)
+        try:  # a gradient that broadcasts to a larger shape would silently reshape the iterate
+            fits = np.broadcast_shapes(p.grad.shape, p.data.shape) == p.data.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"grad_fn must return the shape of the parameters {p.data.shape}; got {p.grad.shape}")
         opt.step()
         path.append(p.data.copy())
         if not np.all(np.isfinite(p.data)) or np.abs(p.data).max() > 1e6:

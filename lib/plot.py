@@ -9,6 +9,8 @@ from typing import Callable, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from lib.validate import describe, require_array, require_int
+
 FIGSIZE = (6, 4)
 DPI = 72
 plt.rcParams.update({"figure.dpi": DPI, "figure.figsize": FIGSIZE, "axes.grid": True, "grid.alpha": 0.3})
@@ -16,6 +18,8 @@ plt.rcParams.update({"figure.dpi": DPI, "figure.figsize": FIGSIZE, "axes.grid": 
 
 def plot_history(history, ax=None, title: str = "Training history"):
     """Loss curves of a ``lib.train.History`` (train and validation), accuracy on a twin axis."""
+    if not hasattr(history, "__contains__") or "train_loss" not in history:
+        raise ValueError(f"history must be a lib.train.History (or dict) with a 'train_loss' record; got {describe(history)}")
     ax = ax or plt.subplots()[1]
     epochs = np.arange(1, len(history["train_loss"]) + 1)
     for key in ("train_loss", "val_loss"):
@@ -42,14 +46,23 @@ def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray
 
     ``predict`` maps a ``(m, 2)`` array to ``(m,)`` class labels.
     """
+    if not callable(predict):
+        raise TypeError(f"predict must be a function of an (m, 2) array, got {describe(predict)}")
+    X = require_array("X", X)
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(f"X must have shape (n, 2); got {X.shape}")
+    if not len(X) or np.shape(y) != (len(X),):
+        raise ValueError(f"X must hold at least one point and y one label per point ({len(X)},); got {np.shape(y)}")
+    require_int("resolution", resolution, 2)
     ax = ax or plt.subplots()[1]
     pad = 0.5
     xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, resolution)
     ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, resolution)
     gx, gy = np.meshgrid(xs, ys)
-    z = np.asarray(predict(np.c_[gx.ravel(), gy.ravel()].astype(X.dtype))).reshape(gx.shape)
+    z = np.asarray(predict(np.c_[gx.ravel(), gy.ravel()].astype(X.dtype)))
+    if z.size != gx.size:
+        raise ValueError(f"predict must return one class per grid point ({gx.size},); got shape {z.shape}")
+    z = z.reshape(gx.shape)
     ax.contourf(gx, gy, z, alpha=0.25, cmap="coolwarm", levels=np.arange(z.max() + 2) - 0.5)
     ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", s=12, edgecolors="k", linewidths=0.3)
     ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
@@ -65,6 +78,11 @@ def image_grid(images: np.ndarray, labels: Sequence | None = None, ncols: int = 
     if images.ndim != 3:
         raise ValueError(f"images must have shape (n, H, W) or (n, 1, H, W); got {images.shape}")
     n = len(images)
+    if n == 0:
+        raise ValueError("images is empty: nothing to show")
+    if labels is not None and len(labels) < n:
+        raise ValueError(f"labels must have one entry per image ({n}); got {len(labels)}")
+    require_int("ncols", ncols, 1)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
@@ -87,6 +105,15 @@ def contour_path(loss: Callable[[np.ndarray, np.ndarray], np.ndarray], paths: di
 
     ``paths`` maps a legend label to a ``(steps, 2)`` array of iterates.
     """
+    if not callable(loss):
+        raise TypeError(f"loss must be a function loss(W, B) of two grids, got {describe(loss)}")
+    if len(extent) != 4 or not (extent[0] < extent[1] and extent[2] < extent[3]):
+        raise ValueError(f"extent must be (x0, x1, y0, y1) with x0 < x1 and y0 < y1; got {extent!r}")
+    if not isinstance(paths, dict):
+        raise TypeError(f"paths must be a dict {{label: (steps, 2) array}}, got {describe(paths)}")
+    for label, path in paths.items():
+        if np.ndim(path) != 2 or np.shape(path)[1] != 2:
+            raise ValueError(f"paths[{label!r}] must have shape (steps, 2); got {np.shape(path)}")
     ax = ax or plt.subplots()[1]
     xs, ys = np.linspace(extent[0], extent[1], 150), np.linspace(extent[2], extent[3], 150)
     gx, gy = np.meshgrid(xs, ys)

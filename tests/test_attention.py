@@ -108,3 +108,26 @@ def test_errors():
         scaled_dot_product_attention(q, k, v, attn_mask=torch.zeros(6, 6))
     with pytest.raises(ValueError, match="even"):
         sinusoidal_positions(10, 7)
+
+
+def test_attention_arguments_are_checked():
+    with pytest.raises(ValueError, match="n_heads must be a positive int"):
+        MultiHeadAttention(8, 0)  # used to raise ZeroDivisionError
+    mha = MultiHeadAttention(8, 2)
+    q = torch.randn(2, 5, 8)
+    with pytest.raises(ValueError, match=r"key must have shape \(B, S, d_model\) = \(2, \*, 8\), got \(3, 4, 8\)"):
+        mha(q, torch.randn(3, 4, 8))
+    with pytest.raises(ValueError, match=r"value must have shape .* = \(2, 4, 8\), got \(2, 3, 8\)"):
+        mha(q, torch.randn(2, 4, 8), torch.randn(2, 3, 8))
+    with pytest.raises(ValueError, match=r"attn_mask must be \(T, S\) = \(5, 5\)"):
+        mha(q, attn_mask=torch.ones(4, 4, dtype=torch.bool))
+    allowed = torch.ones(2, 1, 1, 5, dtype=torch.bool)  # broadcastable masks stay valid
+    assert mha(q, attn_mask=allowed)[0].shape == (2, 5, 8)
+    with pytest.raises(ValueError, match="attn_mask must be"):
+        mha(q, attn_mask=torch.ones(5, dtype=torch.bool), need_weights=True)  # the fused path refuses 1-D
+    with pytest.raises(ValueError, match="dropout_p must be a number in \\[0, 1\\)"):
+        scaled_dot_product_attention(q, q, q, dropout_p=1.5)
+    with pytest.raises(TypeError, match="mha must be an nn.MultiheadAttention"):
+        mha.copy_from_torch(nn.Linear(8, 8))
+    with pytest.raises(TypeError, match="max_len must be an int"):
+        sinusoidal_positions(2.5, 4)

@@ -77,3 +77,20 @@ def test_draw_graph_runs():
     z.backward()
     ax = draw_graph(z)
     assert ax.get_title() == "Computational graph"
+
+
+def test_values_take_numbers_and_sizes_are_checked():
+    import numpy as np
+
+    with pytest.raises(TypeError, match="takes a number"):
+        Value("3")  # used to become 3.0 silently
+    assert (Value(2.0) + np.float32(1.5)).data == 3.5  # NumPy scalars combine like Python numbers
+    assert (Value(2.0) ** np.int64(3)).data == 8.0
+    with pytest.raises(ValueError, match="nin must be a positive int"):
+        MLP(0, [4, 1])  # used to divide by zero
+    with pytest.raises(ValueError, match="sizes must be a non-empty list"):
+        MLP(2, [])  # used to build a network that returns its input
+    with pytest.raises(ValueError, match="n_inputs must be a positive int"):
+        random_expression(0)
+    with pytest.raises(TypeError, match="root must be a Value"):
+        draw_graph(3.0)

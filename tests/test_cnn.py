@@ -123,3 +123,34 @@ def test_keras_lenet_matches_structure():
     # Keras BN also stores moving mean/variance as (non-trainable) weights; PyTorch keeps them as buffers
     keras_trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert keras_trainable == torch_params
+
+
+def test_max_pool_of_integers_and_bools():
+    x = np.random.default_rng(0).integers(-9, 10, (2, 3, 6, 6))
+    expected = F.max_pool2d(torch.tensor(x, dtype=torch.float64), 2).numpy()
+    np.testing.assert_array_equal(max_pool2d(x, 2), expected)  # no cast of -inf to int (a RuntimeWarning)
+    np.testing.assert_array_equal(max_pool2d(x.astype(np.uint8) * 0, 2), np.zeros((2, 3, 3, 3)))
+    mask = np.zeros((1, 1, 4, 4), dtype=bool)
+    mask[0, 0, 0, 0] = True
+    assert max_pool2d(mask, 2).tolist() == [[[[True, False], [False, False]]]]  # used to be all True
+    with pytest.raises(TypeError, match="x must be an array of real numbers"):
+        max_pool2d(np.full((1, 1, 2, 2), "a"), 2)
+
+
+def test_cnn_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"LeNet expects x of shape \(batch, 1, 8, 8\); got \(2, 1, 6, 6\)"):
+        LeNet().feature_maps(torch.zeros(2, 1, 6, 6))
+    with pytest.raises(TypeError, match="floating"):
+        LeNet()(torch.zeros(2, 1, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="channels must be two positive ints"):
+        LeNet(channels=8)
+    with pytest.raises(TypeError, match="dy must be an int"):
+        shift_images(torch.zeros(1, 8, 8), 0.5, 0)
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(random_shift(x, np.int64(1), torch.Generator().manual_seed(0)),
+                       random_shift(x, 1, torch.Generator().manual_seed(0)))
+    for bad in (True, -1):
+        with pytest.raises(ValueError, match="max_shift must be a non-negative int"):
+            ShiftAugment(bad)
+    with pytest.raises(TypeError, match="stride must be an int or a pair of ints"):
+        conv2d_loops(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 2, 2)), stride=True)

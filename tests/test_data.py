@@ -107,3 +107,48 @@ def test_make_loader_dtypes_and_reproducible_shuffle():
     assert torch.equal(ya, yb)
     with pytest.raises(ValueError, match="same length"):
         data.make_loader(X, y[:-1])
+
+
+# --------------------------------------------------------------------------- bad input at the boundary
+def test_make_loader_batch_size_and_dtypes_are_checked():
+    X, y = data.digits("val")
+    with pytest.raises(ValueError, match=r"batch_size=1000000000 with drop_last=True and 360 examples yields no batches"):
+        data.make_loader(X, y, batch_size=10**9, drop_last=True)  # used to allocate a list of 1e9 entries
+    for bad in (0, -5):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            data.make_loader(X, y, batch_size=bad)
+    with pytest.raises(TypeError, match="batch_size must be a positive int"):
+        data.make_loader(X, y, batch_size=True)
+    assert len(next(iter(data.make_loader(X, y, batch_size=np.int64(7))))[0]) == 7
+    pixels = (255 * X).astype(np.uint8)
+    with pytest.raises(TypeError, match=r"uint8 .*X.astype\(np.float32\) / 255"):
+        data.make_loader(pixels, y)  # used to become int64 pixels 0..255
+    with pytest.raises(ValueError, match="empty"):
+        data.make_loader(X[:0], y[:0])
+    with pytest.raises(TypeError, match="array 0 must be a NumPy array or tensor of numbers"):
+        data.make_loader(["a", "b"], [0, 1])
+    with pytest.raises(TypeError, match="seed must be a non-negative int"):
+        data.make_loader(X, y, seed=1.5)
+
+
+def test_sequence_task_add_never_overflows():
+    with pytest.raises(ValueError, match="overflow int64"):
+        data.sequence_task("add", length=19, sizes=(10, 2, 2))  # 10**19 > int64: sums used to wrap around
+    src, tgt = data.sequence_task("add", length=18, sizes=(10, 2, 2))  # the longest that fits, still exact
+    value = lambda digits: int("".join(map(str, digits)))
+    assert all(value(s[:18]) + value(s[18:]) == value(t) for s, t in zip(src, tgt))
+    with pytest.raises(ValueError, match="GiB"):
+        data.sequence_task("reverse", length=100_000)
+    with pytest.raises(TypeError, match="length must be a positive int"):
+        data.sequence_task("reverse", length=2.5)
+    with pytest.raises(ValueError, match="sizes must be three ints"):
+        data.sequence_task("reverse", sizes=(10, 10))
+
+
+def test_toy_data_arguments_are_checked():
+    with pytest.raises(TypeError, match="n must be an int >= 2"):
+        data.toy_2d("moons", n=10.5)
+    with pytest.raises(ValueError, match="noise must be a non-negative number"):
+        data.linear_data(noise=-0.5)
+    with pytest.raises(TypeError, match="seed must be a non-negative int"):
+        data.linear_data(seed=True)

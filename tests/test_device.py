@@ -47,3 +47,16 @@ def test_environment_report_reads_metadata_without_importing_tensorflow():
     assert {"python", "device", "cpu cores"} <= set(report)
     assert ("tensorflow" in sys.modules) == had_tf
     assert package_version("surely-not-a-package-xyz") == "not installed"
+
+
+def test_seed_accepts_numpy_ints_and_prefer_must_be_a_name():
+    seed_everything(np.int64(3))  # used to be refused
+    a = torch.rand(3)
+    seed_everything(3)
+    assert torch.equal(a, torch.rand(3))
+    before = random.getstate()
+    with pytest.raises(ValueError, match="below 2\\*\\*32"):
+        seed_everything(2**32)  # used to seed Python's generator, then fail in NumPy's
+    assert random.getstate() == before
+    with pytest.raises(TypeError, match="prefer must be"):
+        get_device(["cpu"])

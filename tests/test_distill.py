@@ -165,3 +165,24 @@ def test_keras_student_has_the_pytorch_students_size():
     trainable = sum(int(np.prod(w.shape)) for w in student.trainable_weights)
     assert trainable == distill.count_parameters(LeNet(channels=(8, 16), hidden=32, dropout=0.0))
     assert math.isfinite(float(np.asarray(student(np.zeros((1, 8, 8, 1), np.float32))).sum()))
+
+
+def test_distill_arguments_are_checked():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    X, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    with pytest.raises(ValueError, match=r"y must have shape \(n,\) = \(6,\), got \(6, 1\)"):
+        distill.accuracy(model, X, y[:, None])  # used to compare (6,) with (6, 1): a 6x6 "accuracy"
+    assert torch.equal(distill.soften(X, np.float32(2.0)), distill.soften(X, 2.0))  # NumPy scalars are numbers
+    with pytest.raises(ValueError, match="temperature T must be a positive number"):
+        distill.soften(X, True)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        distill.train_classifier(model, X, y, epochs=1, batch_size=0)  # used to raise ZeroDivisionError
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        distill.logits_of(model, X, batch_size=-1)
+    with pytest.raises(FloatingPointError, match="epoch 1/2, batch 1"):
+        distill.train_classifier(model, X.masked_fill(X > 1, float("nan")), y, epochs=2)
+    with pytest.raises(TypeError, match="y must be an integer tensor"):
+        distill.train_classifier(model, X, y.float(), epochs=1)
+    with pytest.raises(ValueError, match="alpha must lie in"):
+        distill.train_classifier(model, X, y, epochs=1, teacher_logits=torch.zeros(6, 3), alpha=2.0)

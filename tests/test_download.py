@@ -58,3 +58,10 @@ def test_load_mnist_without_download_explains(tmp_path):
         download.load_mnist("mnist", "test", root=tmp_path)
     with pytest.raises(ValueError, match="name must be one of"):
         download.load_mnist("cifar")
+
+
+def test_read_idx_with_a_cut_header(tmp_path):
+    path = tmp_path / "cut.idx"
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">I", 2))  # three sizes announced, one present
+    with pytest.raises(ValueError, match="header is cut short"):
+        download.read_idx(path)  # used to raise struct.error

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.finetuning import Classifier, balanced_subset, class_weighted_ce, gender_task, keras_head
+from lib.finetuning import (Classifier, balanced_subset, class_weighted_ce, encode_features, finetune, gender_task,
+                            keras_head, predict_labels)
 from lib.text import CharVocab
 from lib.transformer import Encoder
 
@@ -58,3 +59,32 @@ def test_keras_head_shapes():
     out = model.predict(torch.randn(5, 8).numpy(), verbose=0)
     assert out.shape == (5, 3)
     assert abs(float(out.sum()) - 5.0) < 1e-4
+
+
+def test_labels_batch_sizes_and_counts_are_checked():
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 2\)"):
+        class_weighted_ce(torch.tensor([0, 1, 2]), 2)  # used to fail later inside cross_entropy
+    with pytest.raises(TypeError, match="labels must be an integer tensor"):
+        class_weighted_ce(torch.tensor([0.0, 1.0]), 2)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        balanced_subset(torch.tensor([0, 1, 0, 1]), True)
+    torch.manual_seed(0)
+    model = Classifier(Encoder(len(CharVocab()), d_model=16, n_heads=2, n_layers=1, max_len=8))
+    ids = CharVocab().batch(["anna", "bob"], length=8)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        encode_features(model, ids, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        predict_labels(model, ids, batch_size=-1)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        finetune(model, ids, torch.tensor([0, 1]), epochs=1, batch_size=0, bucket=True)
+    with pytest.raises(ValueError, match="dropout must be a number in"):
+        Classifier(model.encoder, dropout=1.0)
+
+
+def test_module_helpers_refuse_non_modules():
+    from lib.finetuning import count_parameters, freeze
+
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+        freeze(torch.zeros(3))  # used to raise AttributeError
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+        count_parameters([torch.zeros(3)])

@@ -73,3 +73,20 @@ def test_train_lm_is_reproducible_and_restores_best():
     assert torch.equal(runs[0], runs[1])
     assert len(history["val_loss"]) == 2 and "grad_norm" in history
     assert nll_per_char(model, val, V) == pytest.approx(min(history["val_loss"]), rel=0.05)
+
+
+def test_lm_functions_check_names_ids_and_batch_sizes():
+    bigram = BigramLM(NAMES, V)
+    with pytest.raises(TypeError, match="names must be a list of strings"):
+        bigram_counts("emma", V)  # used to count the four one-letter "names" e, m, m, a
+    with pytest.raises(TypeError, match="names must be a list of strings"):
+        nll_per_char(bigram, "emma", V)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            nll_per_char(bigram, NAMES, V, batch_size=bad)
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 29\)"):
+        bigram(torch.tensor([[0, 29]]))
+    with pytest.raises(TypeError, match="vocab must be a lib.text.CharVocab"):
+        sample(bigram, "abc")
+    with pytest.raises(ValueError, match="alpha must be a non-negative number"):
+        BigramLM(NAMES, V, alpha=float("nan"))

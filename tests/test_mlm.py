@@ -153,3 +153,25 @@ def test_evaluate_mlm_topk_and_eval_mode():
     _, top_all = evaluate_mlm(model, ids, seed=0, top_k=V)
     assert model.training and loss > 0 and 0 <= top1 <= top3 <= top_all == 1.0
     assert evaluate_mlm(model, ids, seed=0) == (loss, top1)
+
+
+def test_evaluate_mlm_and_pretrain_check_their_arguments():
+    model = MaskedLM(tiny_encoder())
+    ids = CharVocab().batch(["anna", "emma", "olivia"], length=10)
+    for bad in (-5, 0):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            evaluate_mlm(model, ids, batch_size=bad)  # -5 used to return (0.0, 0.0)
+    with pytest.raises(ValueError, match=r"top_k must be an int in \[1, 29\]"):
+        evaluate_mlm(model, ids, top_k=0)
+    with pytest.raises(ValueError, match="was masked"):
+        evaluate_mlm(model, ids[:0])  # nothing to evaluate: no silent 0.0
+    with pytest.raises(ValueError, match="empty"):
+        pretrain(model, ids[:0], progress=False)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        pretrain(model, ids, batch_size=0, progress=False)
+    with pytest.raises(TypeError, match="lib.mlm.MaskedLM"):
+        evaluate_mlm(tiny_encoder(), ids)
+    with pytest.raises(ValueError, match="rate must be a number in \\(0, 1\\]"):
+        mask_tokens(ids, V, rate=float("nan"))
+    with pytest.raises(ValueError, match=r"others\[0\] must have the shape of ids"):
+        trim_padding(ids, ids[:, :3])

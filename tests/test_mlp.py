@@ -95,3 +95,28 @@ def test_keras_mlp_matches_torch_mlp():
     model = keras_mlp((64, 32, 10), dropout=0.2)
     assert tuple(model(np.zeros((2, 64), np.float32)).shape) == (2, 10)
     assert model.count_params() == sum(p.numel() for p in MLP((64, 32, 10)).parameters())
+
+
+def test_labels_sizes_and_loops_are_checked():
+    logits = np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\)"):
+        cross_entropy(logits, np.array([0, -1]))  # -1 used to pick the last class silently
+    with pytest.raises(TypeError, match="sizes must be a sequence of ints"):
+        MLP((64, 2.5, 10))  # 2.5 used to become 2
+    with pytest.raises(ValueError, match="num_classes=2 but y holds class 3"):
+        class_weights(np.array([0, 1, 3]), num_classes=2)  # used to return 4 weights
+    with pytest.raises(ValueError, match="empty"):
+        class_weights(np.array([], dtype=np.int64))
+    model = NumpyMLP((4, 3, 2))
+    X, y = np.ones((6, 4)), np.array([0, 1] * 3)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        train_numpy_mlp(model, X, y, batch_size=-1)  # used to return losses of 0.0
+    with pytest.raises(ValueError, match="NaN"):
+        train_numpy_mlp(model, np.full((6, 4), np.nan), y)
+    model.forward(X)
+    with pytest.raises(ValueError, match=r"dlogits must have the shape of the last forward's logits \(6, 2\)"):
+        model.backward(np.ones(6))  # used to give gradients of the wrong shape
+    with pytest.raises(ValueError, match=r"x must be a tensor"):
+        MLP((4, 2))(torch.zeros(4))
+    with pytest.raises(ValueError, match="val must be a pair"):
+        train_classifier(MLP((4, 2)), X.astype(np.float32), y, val=(X,), epochs=1, progress=False)

@@ -89,3 +89,23 @@ def test_optimize_path_converges_and_stops_on_divergence():
     np.testing.assert_allclose(path[-1], np.linalg.lstsq(A, B, rcond=None)[0], atol=1e-6)
     blown = optimize_path(grad, np.zeros(3), "sgd", lr=5.0, steps=300)
     assert len(blown) < 301
+
+
+def test_numbers_are_checked_and_numpy_scalars_accepted():
+    p = Param([1.0, 2.0])
+    p.grad = np.array([0.5, -0.5])
+    SGD([p], lr=np.float32(0.1)).step()  # used to be refused: np.float32 is no Python float
+    np.testing.assert_allclose(p.data, [1.0 - np.float32(0.1) * 0.5, 2.0 + np.float32(0.1) * 0.5])
+    for bad in (float("inf"), float("nan"), True):
+        with pytest.raises(ValueError, match="lr must be a positive number"):
+            SGD([Param(0.0)], lr=bad)
+    with pytest.raises(ValueError, match="weight_decay must be a non-negative number"):
+        SGD([Param(0.0)], weight_decay=float("nan"))  # used to turn every weight into NaN
+    with pytest.raises(ValueError, match="betas must be two numbers"):
+        Adam([Param(0.0)], betas=0.9)
+    with pytest.raises(ValueError, match=r"grad_fn must return the shape of the parameters \(2,\); got \(2, 2\)"):
+        optimize_path(lambda w: np.ones((2, 2)), [0.0, 0.0])  # used to turn the iterate into a matrix
+    with pytest.raises(ValueError, match="start must be finite"):
+        optimize_path(lambda w: w, [np.nan, 0.0])
+    with pytest.raises(TypeError, match="steps must be a non-negative int"):
+        optimize_path(lambda w: w, [0.0], steps=2.5)

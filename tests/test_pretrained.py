@@ -103,3 +103,24 @@ def test_fresh_classifier_freezes_and_finetuning_moves_only_the_top(loaded):
     assert logits.shape == (6, 2)
     with pytest.raises(ValueError, match="labels"):
         pretrained.finetune_minilm(classifier, ids, mask, labels[:3], epochs=1)
+
+
+def test_batch_sizes_and_layer_counts_are_checked():
+    ids, mask = torch.ones(3, 4, dtype=torch.long), torch.ones(3, 4, dtype=torch.long)
+    for bad in (0, -1):  # -1 used to return torch.empty's uninitialised memory as "predictions"
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            pretrained.predict_classes(torch.nn.Linear(1, 1), ids, mask, batch_size=bad)
+    with pytest.raises(ValueError, match=r"attention_mask must have shape \(N, T\) = \(3, 4\)"):
+        pretrained.predict_classes(torch.nn.Linear(1, 1), ids, mask[:, :2])
+    with pytest.raises(ValueError, match="train_layers must be a non-negative int"):
+        pretrained.fresh_classifier(torch.nn.Linear(1, 1), train_layers=-1)  # used to freeze everything
+    with pytest.raises(TypeError, match="texts must be a list of strings"):
+        pretrained.tokenize(None, "emma")
+    with pytest.raises(ValueError, match="max_length must be a positive int"):
+        pretrained.tokenize(None, ["emma"], max_length=0)
+
+
+def test_logits_only_needs_a_real_token():
+    wrapper = pretrained.LogitsOnly(torch.nn.Linear(1, 1))
+    with pytest.raises(ValueError, match="no real token"):
+        wrapper(torch.ones(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long))

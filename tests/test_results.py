@@ -30,14 +30,15 @@ def test_expect_fails_outside_the_band_or_below_the_bar(capsys):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(value=float("nan")), ValueError, "value must be finite"),
-    (dict(value="98"), TypeError, "value must be a real number"),
-    (dict(value=True), TypeError, "value must be a real number"),
-    (dict(tolerance=0), ValueError, "tolerance must be positive"),
+    (dict(value=float("nan")), ValueError, "value must be a finite number"),
+    (dict(value="98"), TypeError, "value must be a finite number"),
+    (dict(value=True), TypeError, "value must be a finite number"),
+    (dict(tolerance=0), ValueError, "tolerance must be a positive number"),
     (dict(at_least=99.0), ValueError, "reference 98.3 itself misses the bar"),
     (dict(name=""), ValueError, "name must be a non-empty string"),
     (dict(name="a = b"), ValueError, "must not contain '='"),
     (dict(digits=-1), ValueError, "digits must be an int"),
+    (dict(digits=2.0), TypeError, "digits must be an int"),
 ])
 def test_expect_rejects_bad_arguments(kwargs, error, match):
     args = dict(name="acc", value=98.0, reference=98.3, tolerance=2.0) | kwargs
@@ -64,3 +65,14 @@ def test_expect_choice(capsys):
     assert capsys.readouterr().out == "✓ temperature chosen on validation: 4\n"
     with pytest.raises(results.ResultOutOfRange, match="chose 8 here, the reference is 4"):
         results.expect_choice("T", 8, 4)
+
+
+def test_tolerances_follow_the_measured_spread():
+    # 98.3 % on 360 images: s = 0.68 points, two runs differ by 0.96, three times that is 2.9
+    assert results.tolerance_for_accuracy(98.3, 360) == 2.9
+    assert results.tolerance_for_accuracy(100.0, 1000) > 0  # a perfect score still gets a band
+    assert results.tolerance_for_mean(0.5, 5) == pytest.approx(3 * 0.5 * (2 / 5) ** 0.5)
+    with pytest.raises(ValueError, match="n_examples"):
+        results.tolerance_for_accuracy(98.3, 0)
+    with pytest.raises(ValueError, match="seed_std > 0"):
+        results.tolerance_for_mean(0.0, 5)

@@ -95,3 +95,29 @@ def test_keras_char_lstm_matches_torch():
     assert np.abs(keras_model(ids.numpy()).numpy() - expected).max() < 1e-5
     with pytest.raises(ValueError, match="lstm"):
         copy_char_lstm_to_keras(CharRNN(12, "gru", 6, 10), keras_model)
+
+
+def test_lstm_state_must_be_a_pair_of_the_right_shapes():
+    cell = LSTMCell(3, 4)
+    x, h = torch.randn(2, 3), torch.randn(2, 4)
+    with pytest.raises(TypeError, match=r"tuple \(h, c\)"):
+        cell(x, h)  # a bare h of batch 2 used to be unpacked into h = h[0], c = h[1]
+    with pytest.raises(ValueError, match=r"c must have shape \(B, H\) = \(2, 4\), got \(2, 5\)"):
+        cell(x, (h, torch.randn(2, 5)))
+    with pytest.raises(ValueError, match=r"h must have shape \(B, H\) = \(2, 4\), got \(3, 4\)"):
+        GRUCell(3, 4)(x, torch.randn(3, 4))
+    with pytest.raises(TypeError, match="h must be a torch.Tensor"):
+        RNNCell(3, 4)(x, [[0.0] * 4] * 2)
+
+
+def test_rnn_sizes_sequences_and_ids_are_checked():
+    with pytest.raises(TypeError, match="hidden_size must be a positive int"):
+        RNNCell(3, 4.5)
+    with pytest.raises(ValueError, match="at least one time step"):
+        unroll(RNNCell(3, 4), torch.zeros(2, 0, 3))
+    with pytest.raises(ValueError, match=r"x must have shape \(B, T, I\) = \(\*, \*, 3\), got \(2, 5, 4\)"):
+        gradient_norms_through_time(RNNCell(3, 4), torch.zeros(2, 5, 4))
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 10\); got \[0, 10\]"):
+        CharRNN(10)(torch.tensor([[0, 10]]))
+    with pytest.raises(ValueError, match="dropout"):
+        CharRNN(10, dropout=1.5)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -46,3 +47,16 @@ def test_lm_tensors_shift_and_ignore_padding():
     assert x.shape == y.shape == (2, 5)
     assert torch.equal(x[1, 1:], y[1, :-1])
     assert y[0, -1] == -100 and y[0, 2] == v.bos
+
+
+def test_vocab_rejects_bad_ids_and_bare_strings():
+    vocab = text.CharVocab()
+    with pytest.raises(ValueError, match=r"ids must be ints in \[0, 29\); got -1"):
+        vocab.decode([3, -1])  # -1 used to decode silently as "z"
+    with pytest.raises(ValueError, match="1-D"):
+        vocab.decode(torch.zeros(2, 3, dtype=torch.long))
+    assert vocab.decode([np.int64(3), 4]) == "ab"
+    with pytest.raises(TypeError, match="texts must be a list of strings"):
+        vocab.batch("emma")  # used to give four one-letter names
+    with pytest.raises(TypeError, match="seed must be a non-negative int"):
+        text.names_split("first", "train", seed=0.5)

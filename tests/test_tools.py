@@ -25,3 +25,21 @@ def test_stored_notebook_matches_its_source(source):
     built = parse(source.read_text())
     assert [c.source for c in stored.cells] == [c.source for c in built.cells], \
         f"notebooks/{source.stem}.ipynb differs from its source: rebuild with tools/nbbuild.py"
+
+
+def test_readme_results_table_comes_from_the_notebooks():
+    """README's measured numbers are the verdicts the notebooks print, so the two cannot disagree."""
+    from readme_results import table, updated_readme
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert updated_readme(readme, table()) == readme, "README.md is out of date: run tools/readme_results.py"
+    assert table().count("\n") >= 30  # every chapter from 03 on contributes measured results
+
+
+def test_readme_results_needs_its_markers():
+    from readme_results import updated_readme
+
+    with pytest.raises(ValueError, match="markers"):
+        updated_readme("no markers here", "| table |")
+    assert updated_readme("a\n<!-- results:begin -->\nold\n<!-- results:end -->\nb", "new") == \
+        "a\n<!-- results:begin -->\nnew\n<!-- results:end -->\nb"

@@ -140,3 +140,25 @@ def test_keras_block_matches_torch_block():
     assert kb.count_params() == sum(p.numel() for p in block.parameters())
     with pytest.raises(ValueError, match="self-attention"):
         copy_block_to_keras(Block(16, 4, cross_attention=True), kb)
+
+
+def test_config_and_decoding_arguments_are_checked():
+    import numpy as np
+
+    with pytest.raises(ValueError, match="vocab_size must be a positive int"):
+        TransformerConfig(vocab_size=True)
+    config = TransformerConfig(vocab_size=np.int64(11), d_model=np.int64(16), n_heads=2, n_layers=1, max_len=8)
+    assert type(config.vocab_size) is int and config.d_ff == 64
+    with pytest.raises(ValueError, match="d_ff must be a positive int"):
+        TransformerConfig(vocab_size=11, d_ff=0)
+    with pytest.raises(ValueError, match="dropout must be a number in \\[0, 1\\)"):
+        TransformerConfig(vocab_size=11, dropout=float("nan"))
+    model = Seq2Seq(config)
+    src = torch.zeros(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"steps must be an int in \[0, 8\]"):
+        model.greedy_decode(src, start=10, steps=9)
+    with pytest.raises(ValueError, match=r"start must be an int in \[0, 10\]"):
+        model.greedy_decode(src, start=11, steps=2)
+    block = Block(16, 2, cross_attention=True)
+    with pytest.raises(ValueError, match=r"memory must have shape \(B, S, d_model\) = \(2, \*, 16\), got \(3, 4, 16\)"):
+        block(torch.zeros(2, 5, 16), memory=torch.zeros(3, 4, 16))

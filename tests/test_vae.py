@@ -165,3 +165,35 @@ def test_keras_vae_matches_pytorch_terms():
     kv.compile(optimizer=keras.optimizers.Adam(1e-3))
     hist = kv.fit(x, epochs=2, batch_size=3, verbose=0)
     assert set(hist.history) == {"recon", "kl"} and np.isfinite(hist.history["recon"]).all()
+
+
+def test_bernoulli_targets_must_be_probabilities():
+    logits = torch.zeros(2, 4)
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\].*\[0, 255\]"):
+        vae.bernoulli_nll(logits, torch.tensor([[0.0, 255.0, 3.0, 1.0]] * 2))  # used to give negative nats
+    with pytest.raises(ValueError, match="NaN"):
+        vae.bernoulli_nll(logits, torch.full((2, 4), float("nan")))
+    X = torch.rand(16, 64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"X must lie in \[0, 1\]"):
+        vae.train_vae(vae.VAE(), 16 * X, epochs=1)
+
+
+def test_training_loops_and_helpers_check_their_arguments():
+    X = torch.rand(16, 64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        vae.train_autoencoder(vae.Autoencoder(4), X, epochs=1, batch_size=-5)  # used to return [0.0]
+    with pytest.raises(ValueError, match="NaN"):
+        vae.train_autoencoder(vae.Autoencoder(4), X.masked_fill(X > 0.9, float("nan")), epochs=1)
+    with pytest.raises(ValueError, match="empty"):
+        vae.train_vae(vae.VAE(), X[:0], epochs=1)
+    with pytest.raises(ValueError, match="not a square"):
+        vae.latent_grid(vae.VAE(latent=2, n_in=10))
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        vae.VAE().sample(0)
+    with pytest.raises(TypeError, match="samples must be a positive int"):
+        vae.elbo_terms(vae.VAE(), X, samples=2.5)
+    with pytest.raises(ValueError, match="NaN"):
+        vae.pca_fit(np.full((5, 3), np.nan), 1)
+    mean, W = vae.pca_fit(np.eye(4), 2)
+    with pytest.raises(ValueError, match=r"mean must have shape \(4,\)"):
+        vae.pca_reconstruct(np.eye(4), mean[:3], W)

@@ -53,3 +53,24 @@ def test_interactive_figure_shows_png_and_prints_nothing(capsys):
     assert w.image.value[:4] == b"\x89PNG"
     assert len(plt.get_fignums()) == before  # the figure is closed, nothing leaks into the cell
     assert capsys.readouterr().out == ""
+
+
+def test_plot_and_widget_arguments_are_checked():
+    import ipywidgets
+
+    with pytest.raises(ValueError, match=r"value 5.0 lies outside the slider's range \[0, 1\]"):
+        widgets.slider(5.0, 0, 1, 0.1, "x")  # ipywidgets used to clamp it silently to 1
+    with pytest.raises(ValueError, match="outside.*powers of ten"):
+        widgets.slider(5.0, -1, 0, 0.1, "x", log=True)
+    with pytest.raises(TypeError, match="control 'x' must be an ipywidgets value widget"):
+        widgets.InteractiveFigure(lambda x: None, x=5)
+    with pytest.raises(ValueError, match="images is empty"):
+        plot.image_grid(np.zeros((0, 8, 8)))
+    with pytest.raises(ValueError, match="one entry per image"):
+        plot.image_grid(np.zeros((3, 8, 8)), labels=[1, 2])
+    X, y = np.random.default_rng(0).normal(size=(10, 2)), np.arange(10) % 2
+    with pytest.raises(ValueError, match="one class per grid point"):
+        plot.decision_boundary(lambda g: np.zeros(3), X, y, resolution=20)
+    with pytest.raises(ValueError, match="'train_loss'"):
+        plot.plot_history(History())
+    matplotlib.pyplot.close("all")
