@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from sklearn.svm import SVC
 from torch import nn
 
-from lib import data
+from lib import data, results
 from lib.cnn import (LeNet, ShiftAugment, conv2d_im2col, conv2d_loops, max_pool2d, random_shift, shift_images,
                      train_lenet)
 from lib.device import get_device, seed_everything
@@ -327,9 +327,13 @@ history.plot(title="LeNet on digits (trained on the training split)")
 plt.show()
 print(f"validation accuracy after 40 epochs: {history['val_accuracy'][-1]:.2%}")
 
+# %% [markdown]
+# A trained network's accuracy is a *measured* number (see chapter 03): `lib.results.expect` checks
+# that it lies within three times the seed-to-seed spread of the value stored here, and meets the bar.
+
 # %%
-print("validation accuracy >= 98.5%:", history["val_accuracy"][-1] >= 0.985)
-assert history["val_accuracy"][-1] >= 0.985
+results.expect("LeNet validation accuracy after 40 epochs", 100 * history["val_accuracy"][-1], 99.7,
+               results.tolerance_for_accuracy(99.7, 360), unit=" %", at_least=98.5)
 
 # %% [markdown]
 # The validation curve is flat at the end: 40 epochs are enough and the network does not overfit. With
@@ -361,10 +365,11 @@ print(f"CNN ensemble: {cnn_acc:.2%} ({(ensemble_pred != y_test).sum()} errors) |
       f"({round((1 - svc_acc) * 360)} errors)")
 
 # %%
-print(f"{'model (trained on train + validation)':40s} {'test accuracy >= 99.0%':>24s} {'not below SVC':>14s}")
-print(f"{'CNN ensemble (3 x LeNet)':40s} {str(cnn_acc >= 0.99):>24s} {str(cnn_acc >= svc_acc):>14s}")
-print(f"{'SVC(gamma=0.001) on pixels x 16':40s} {str(svc_acc >= 0.99):>24s} {'-':>14s}")
-assert cnn_acc >= 0.99 and cnn_acc >= svc_acc
+# The SVC is deterministic (no random start), so its accuracy is exact and compared as text; the CNN
+# ensemble's is measured. The bar: at least 99.0 %, and not below the SVC.
+print(f"SVC(gamma=0.001) on pixels x 16, test accuracy: {svc_acc:.1%}")
+results.expect("CNN ensemble (3 x LeNet) test accuracy", 100 * cnn_acc, 99.4,
+               results.tolerance_for_accuracy(99.4, 360), unit=" %", at_least=max(99.0, round(100 * svc_acc, 1)))
 
 # %% [markdown]
 # ## 7. Inside the CNN: learned filters and feature maps
@@ -539,8 +544,9 @@ print(f"Keras CNN test accuracy {keras_acc:.2%} | PyTorch CNN ensemble {cnn_acc:
 # %%
 trainable = sum(int(np.prod(v.shape)) for v in kcnn.trainable_weights)
 print("Keras CNN trainable parameters:", trainable, "= PyTorch LeNet:", count(LeNet()))
-print("Keras CNN test accuracy >= 98.5%:", keras_acc >= 0.985)
-assert trainable == count(LeNet()) and keras_acc >= 0.985
+assert trainable == count(LeNet())
+results.expect("Keras CNN test accuracy", 100 * keras_acc, 99.7, results.tolerance_for_accuracy(99.7, 360),
+               unit=" %", at_least=98.5)
 
 # %% [markdown]
 # ## Summary

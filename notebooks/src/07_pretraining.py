@@ -37,7 +37,7 @@ from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
 import lib.plot  # noqa: F401  (course-wide figure size and dpi)
-from lib import check, finetuning, mlm, pretrained
+from lib import check, finetuning, mlm, pretrained, results
 from lib.data import make_loader
 from lib.device import get_device, seed_everything
 from lib.text import CharVocab, names_split
@@ -239,13 +239,24 @@ print(f"validation masked-letter accuracy {100 * val_accuracy:.1f}% "
 print(f"true letter among the top 3 guesses: {100 * val_top3:.1f}% "
       f"(three most frequent letters: {100 * unigram_top3:.1f}%)")
 
+# %% [markdown]
+# These are *measured* numbers: on another CPU the pretraining rounds differently and ends a little
+# elsewhere, as with another seed. The tests check each within three times the standard deviation of
+# the difference between two pretraining runs with different seeds (`tools/seed_spread.py` pretrained
+# with three seeds: standard deviations 0.017 nats for the loss, 0.29 and 0.41 points for the two
+# accuracies), and against the bars: the loss at least 0.3 nats below the
+# letter-frequency baseline, masked letters guessed right more than twice as often as the baseline,
+# the true letter among the top 3 guesses more than half the time. The baselines are exact counts.
+
 # %%
-assert val_loss < unigram_loss - 0.3, (val_loss, unigram_loss)
-assert val_accuracy > 2 * unigram_accuracy, (val_accuracy, unigram_accuracy)
-assert val_top3 > 0.5 and val_top3 > unigram_top3 + 0.2, (val_top3, unigram_top3)
-print("pretrained: validation MLM loss at least 0.3 nats below the letter-frequency baseline: True")
-print("pretrained: masked letters guessed right more than twice as often as the baseline: True")
-print("pretrained: the true letter is among the top 3 guesses more than half the time: True")
+print(f"baselines: letter-frequency loss {unigram_loss:.3f} nats, accuracy {100 * unigram_accuracy:.1f}%, "
+      f"top-3 {100 * unigram_top3:.1f}%")
+results.expect("validation MLM loss", val_loss, 2.192, results.tolerance_for_mean(0.017, 1), unit=" nats",
+               digits=3, at_most=round(unigram_loss - 0.3, 3))
+results.expect("validation masked-letter accuracy", 100 * val_accuracy, 32.6, results.tolerance_for_mean(0.29, 1),
+               unit=" %", at_least=round(200 * unigram_accuracy, 1))
+results.expect("true letter among the top 3 guesses", 100 * val_top3, 58.2, results.tolerance_for_mean(0.41, 1),
+               unit=" %", at_least=50.0)
 
 # %% [markdown]
 # What did it learn? Hide letters of a few names and look at its three best guesses. (The
@@ -338,14 +349,14 @@ print({n: schedule(n) for n in SEEDS})
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-results = {"from scratch": {}, "fine-tuned (pretrained)": {}, "linear probe (pretrained, frozen)": {}}
+curves = {"from scratch": {}, "fine-tuned (pretrained)": {}, "linear probe (pretrained, frozen)": {}}
 kept_predictions = {}  # for a comparison with MiniLM later
 start = time.perf_counter()
 for n, n_seeds in SEEDS.items():
     batch_size, epochs = schedule(n)
     for seed in range(n_seeds):
         idx = finetuning.balanced_subset(y_train, n, seed)
-        for name in results:
+        for name in curves:
             model = new_classifier(name != "from scratch", seed)
             if name.startswith("linear probe"):
                 finetuning.linear_probe(model, X_train[idx], y_train[idx], epochs=epochs,
@@ -353,15 +364,20 @@ for n, n_seeds in SEEDS.items():
             else:
                 finetuning.finetune(model, X_train[idx], y_train[idx], epochs=epochs, batch_size=batch_size,
                                     lr=1e-3, seed=seed, bucket=n == N_ALL)
-            results[name].setdefault(n, []).append(test_accuracy(model))
+            curves[name].setdefault(n, []).append(test_accuracy(model))
             if n == 128 and name == "fine-tuned (pretrained)":
                 kept_predictions.setdefault("small BERT", []).append(finetuning.predict_labels(model, X_test))
-n_runs = sum(map(len, results["from scratch"].values())) * 3
+n_runs = sum(map(len, curves["from scratch"].values())) * 3
 print(f"{n_runs} training runs in {time.perf_counter() - start:.1f} s\n")
-print(f"{'labels':>7}" + "".join(f"{name:>36}" for name in results))
+print(f"{'labels':>7}" + "".join(f"{name:>36}" for name in curves))
 for n in SEEDS:
     print(f"{n:>7}" + "".join(f"{100 * np.mean(r[n]):>29.1f} ± {100 * np.std(r[n]):4.1f}"
-                              for r in results.values()))
+                              for r in curves.values()))
+print("\npaired over seeds (same subset, same seed), mean ± standard deviation in points:")
+for n in SEEDS:
+    for other in ("fine-tuned (pretrained)", "linear probe (pretrained, frozen)"):
+        d = 100 * (np.array(curves[other][n]) - np.array(curves["from scratch"][n]))
+        print(f"{n:>7} labels: {other} minus from scratch {d.mean():+.1f} ± {d.std(ddof=1):.1f}")
 
 # %%
 def plot_learning_curves(curves, title):
@@ -386,17 +402,23 @@ def plot_learning_curves(curves, title):
     plt.show()
 
 
-plot_learning_curves(results, "Pretraining on unlabelled names helps most when labels are few")
+plot_learning_curves(curves, "Pretraining on unlabelled names helps most when labels are few")
 
 # %%
-mean = lambda name, n: float(np.mean(results[name][n]))
-gaps = {n: mean("fine-tuned (pretrained)", n) - mean("from scratch", n) for n in SEEDS}
-assert gaps[32] >= 0.05 and gaps[128] >= 0.03, gaps
-assert abs(gaps[N_ALL]) <= 0.04 and gaps[N_ALL] < gaps[32] / 2, gaps
-assert mean("linear probe (pretrained, frozen)", 32) > mean("from scratch", 32), results
-print("fine-tuned pretrained beats from scratch (mean over seeds): by >= 5 points at 32 labels, >= 3 at 128: True")
-print("with all 3,890 labels the two are within 4 points, less than half the gap at 32: True")
-print("even the frozen pretrained encoder (linear probe) beats from scratch at 32 labels: True")
+# The gains are measured over seeds; each tolerance is three times the standard deviation of the
+# difference of two such means, from the seeds' own spread of the paired gain (same subset, same seed).
+PAIRED_STD = {32: 4.9, 128: 3.5, N_ALL: 1.1, "probe": 3.4}  # standard deviations over seeds, printed above
+mean = lambda name, n: float(np.mean(curves[name][n]))
+paired = lambda a, b, n: 100 * (np.array(curves[a][n]) - np.array(curves[b][n]))
+GAIN_REF = {32: 8.7, 128: 6.1, N_ALL: -0.1}
+GAIN_BAR = {32: dict(at_least=5.0), 128: dict(at_least=3.0), N_ALL: dict(at_least=-4.0, at_most=4.0)}
+for n in (32, 128, N_ALL):
+    gain = paired("fine-tuned (pretrained)", "from scratch", n)
+    results.expect(f"fine-tuned pretrained minus scratch, {n} labels", gain.mean(), GAIN_REF[n],
+                   results.tolerance_for_mean(PAIRED_STD[n], SEEDS[n]), unit=" points", **GAIN_BAR[n])
+probe_gain = paired("linear probe (pretrained, frozen)", "from scratch", 32)
+results.expect("linear probe minus scratch, 32 labels", probe_gain.mean(), 10.5,
+               results.tolerance_for_mean(PAIRED_STD["probe"], SEEDS[32]), unit=" points", at_least=0.0)
 
 # %% [markdown]
 # Read the plot from left to right. With 32 labels the from-scratch model is not far above a
@@ -570,15 +592,15 @@ for n, accs in minilm_results.items():
           f"small BERT fine-tuned {100 * mean('fine-tuned (pretrained)', n):.1f}%")
 
 # %%
-plot_learning_curves({**results, "MiniLM fine-tuned (top 2 layers)": minilm_results},
+plot_learning_curves({**curves, "MiniLM fine-tuned (top 2 layers)": minilm_results},
                      "Pretraining on the web brings what 73k names cannot")
 
 # %%
 for n in MINILM_RUNS:
     assert np.mean(minilm_results[n]) > mean("fine-tuned (pretrained)", n), (n, minilm_results[n])
-assert np.mean(minilm_results[32]) > rule_accuracy
 print("MiniLM fine-tuned beats the small pretrained BERT at 32, 128 and 512 labels: True")
-print("MiniLM with 32 labels beats the hand-written rule: True")
+results.expect("MiniLM fine-tuned with 32 labels", 100 * np.mean(minilm_results[32]), 84.0,
+               results.tolerance_for_accuracy(84.0, len(y_test)), unit=" %", at_least=round(100 * rule_accuracy, 1))
 
 # %% [markdown]
 # What does pretraining on the web bring? The small BERT knows only **spelling**: which letters go
@@ -685,9 +707,10 @@ print(f"head on frozen small-BERT features: Keras {100 * keras_accuracy:.1f}%, "
       f"PyTorch {100 * torch_accuracy:.1f}%")
 
 # %%
-assert abs(keras_accuracy - torch_accuracy) < 0.03, (keras_accuracy, torch_accuracy)
-assert keras_accuracy > 0.7
-print("Keras and PyTorch heads on the same frozen features agree within 3 points: True")
+results.expect("Keras head on frozen features, balanced accuracy", 100 * keras_accuracy, 84.0,
+               results.tolerance_for_accuracy(84.0, len(y_test)), unit=" %", at_least=70.0)
+results.expect("Keras minus PyTorch head", 100 * (keras_accuracy - torch_accuracy), -0.4,
+               results.tolerance_for_accuracy(84.0, len(y_test)), unit=" points", at_least=-3.0, at_most=3.0)
 
 # %% [markdown]
 # ## Summary

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lib import check, data, vae
+from lib import check, data, results, vae
 from lib.device import get_device, seed_everything
 from lib.plot import image_grid
 
@@ -93,6 +93,7 @@ print("PCA from scratch == sklearn.decomposition.PCA == lib.vae.pca_fit (to 1e-6
 # each code size and measure the test error of both methods.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 code_sizes = [2, 4, 8, 16]
 ae_err, pca_err, autoencoders = {}, {}, {}
 for k in code_sizes:
@@ -109,9 +110,20 @@ print(" k   PCA test MSE   AE test MSE   AE/PCA")
 for k in code_sizes:
     print(f"{k:2d}   {pca_err[k]:.4f}         {ae_err[k]:.4f}        {ae_err[k] / pca_err[k]:.2f}")
 
+# %% [markdown]
+# The autoencoder's errors are *measured*: another CPU rounds differently, and 60 epochs of training
+# turn that into a slightly different network, as another seed would. So the tests do not compare the
+# table above as text; `lib.results.expect` checks each ratio AE/PCA instead: within a tolerance of
+# the value stored here and below the chapter's bar, 1 (the autoencoder beats PCA at every code size).
+# The tolerance is three times the standard deviation of the difference between two seeds; retraining
+# with three seeds (`tools/seed_spread.py`) gave standard deviations of 0.017 (code size 2) and 0.013
+# (code size 16), so $3\sqrt{2} \times 0.017 \approx 0.07$. PCA itself is exact arithmetic.
+
 # %%
-assert all(ae_err[k] < pca_err[k] for k in code_sizes), "the autoencoder should beat PCA at every code size"
-print("AE test reconstruction error below PCA's at every code size:", all(ae_err[k] < pca_err[k] for k in code_sizes))
+for k in code_sizes:
+    results.expect(f"AE/PCA test MSE, code size {k:2d}", ae_err[k] / pca_err[k], {2: 0.72, 4: 0.63, 8: 0.60, 16: 0.66}[k],
+                   results.tolerance_for_mean(0.017, 1),
+                   at_most=1.0, digits=2)
 
 fig, ax = plt.subplots(figsize=(5, 3.5))
 ax.plot(code_sizes, [pca_err[k] for k in code_sizes], "o-", label="PCA (linear)")
@@ -207,7 +219,8 @@ assert torch.allclose(kl_scratch(mu, logvar), vae.gaussian_kl(mu, logvar), atol=
 print("closed-form KL == torch.distributions.kl_divergence == lib.vae.gaussian_kl: True")
 
 # Monte-Carlo check: KL = E_q[log q(z) - log p(z)], averaged over many samples z ~ q
-z = q.sample((200_000,))                                           # (samples, 5, 3)
+mc_gen = torch.Generator().manual_seed(1)                          # its own generator: the same draws on every run
+z = q.loc + q.scale * torch.randn((200_000, *mu.shape), generator=mc_gen, dtype=mu.dtype)   # (samples, 5, 3)
 mc = (q.log_prob(z) - p.log_prob(z)).sum(dim=2).mean(dim=0)
 print("closed form :", np.round(kl_scratch(mu, logvar).numpy(), 2))
 print("Monte Carlo :", np.round(mc.numpy(), 2))
@@ -294,6 +307,7 @@ plt.show()
 # On the 360 test images (10 samples of $z$ per image for the reconstruction term; the KL is exact):
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 test_terms = vae.elbo_terms(vae2, Xte, samples=10, generator=torch.Generator(device=device).manual_seed(0))
 clipped = np.clip(X_test, 1e-7, 1 - 1e-7)
 entropy_floor = float((-(clipped * np.log(clipped) + (1 - clipped) * np.log(1 - clipped))).sum(1).mean())
@@ -307,10 +321,14 @@ print(f"held-out -ELBO          : {test_terms['neg_elbo']:.1f} nats/image = "
       f"{test_terms['neg_elbo'] / (64 * math.log(2)):.3f} bits/pixel")
 
 # %%
-# The bar: no posterior collapse -- the code carries information about x, in both dimensions
-assert test_terms["kl"] > 1.0, f"KL {test_terms['kl']:.2f} nats: the posterior collapsed"
-assert kl_per_dim.min() > 0.3, f"a latent dimension is unused (KL per dim {kl_per_dim})"
-print("VAE KL clearly above zero (> 1 nat, every dimension > 0.3 nat):", True)
+# Measured, so checked within three times the seed-to-seed spread of the difference of two runs
+# (tools/seed_spread.py, three seeds: standard deviation 0.11 nats for -ELBO, 0.021 for the KL).
+# The bar: no posterior collapse -- the code carries information about x, in both dimensions.
+results.expect("held-out -ELBO", test_terms["neg_elbo"], 24.70, results.tolerance_for_mean(0.11, 1),
+               unit=" nats/image", digits=2)
+results.expect("held-out KL", test_terms["kl"], 2.48, results.tolerance_for_mean(0.021, 1), unit=" nats/image",
+               digits=2, at_least=1.0)
+print("every latent dimension carries more than 0.3 nat:", bool(kl_per_dim.min() > 0.3))
 
 # %% [markdown]
 # ### The latent space, coloured by digit
@@ -380,6 +398,7 @@ plt.show()
 # ($\beta = 1$) in every case, so the last column is comparable.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 beta_results = {1.0: test_terms}
 for beta in (0.5, 4.0):
     torch.manual_seed(0)
@@ -391,8 +410,10 @@ print(" beta   recon   KL    -ELBO   (held-out, nats/image)")
 for beta in sorted(beta_results):
     r = beta_results[beta]
     print(f" {beta:4.1f}   {r['recon']:5.1f}  {r['kl']:4.1f}   {r['neg_elbo']:5.1f}")
-assert beta_results[4.0]["kl"] < 0.5 < beta_results[1.0]["kl"] < beta_results[0.5]["kl"]
-print("larger beta -> smaller KL; beta = 4 collapses the posterior (KL < 0.5 nat):", True)
+
+# %%
+print("larger beta -> smaller KL:", beta_results[4.0]["kl"] < beta_results[1.0]["kl"] < beta_results[0.5]["kl"])
+print("beta = 4 collapses the posterior (KL < 0.5 nat):", beta_results[4.0]["kl"] < 0.5)
 
 # %% [markdown]
 # With only 64 pixels the reconstruction term is small, and at $\beta = 4$ the price of any
@@ -435,8 +456,7 @@ def draw_latent(z1: float, z2: float) -> int:
 
 
 centre_of_zeros = [round(float(v), 1) for v in mu_train[y_train == 0].mean(0)]
-print(f"z = {tuple(centre_of_zeros)} (centre of the 0s) decodes to something like a",
-      nearest_digit(decode_point(*centre_of_zeros)))
+print("the centre of the 0s in latent space decodes to something like a", nearest_digit(decode_point(*centre_of_zeros)))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -458,6 +478,7 @@ print("widget at the centre of the 0s shows a digit like a", latent_widget.resul
 # optimiser and epochs as the PyTorch VAE and compare held-out terms.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 from lib.keras_models import load_keras
 
 keras = load_keras(0)
@@ -466,11 +487,16 @@ kvae.compile(optimizer=keras.optimizers.Adam(3e-3))
 khist = kvae.fit(X_train, batch_size=64, epochs=120, shuffle=True, verbose=0)
 k_test = kvae.evaluate(X_test, batch_size=len(X_test), verbose=0, return_dict=True)
 k_neg_elbo = k_test["recon"] + k_test["kl"]
-print(f"Keras VAE  held-out: recon {k_test['recon']:.1f}, KL {k_test['kl']:.1f}, -ELBO {k_neg_elbo:.1f} nats/image")
+print(f"Keras VAE  held-out: recon {k_test['recon']:.2f}, KL {k_test['kl']:.2f}, -ELBO {k_neg_elbo:.2f} nats/image "
+      f"(PyTorch VAE: {test_terms['neg_elbo']:.2f})")
 
 # %%
-assert k_test["kl"] > 1.0 and abs(k_neg_elbo - test_terms["neg_elbo"]) < 1.5
-print("Keras VAE: no posterior collapse and -ELBO within 1.5 nats of the PyTorch VAE's:", True)
+# the same tolerances as for the PyTorch VAE (the same model and budget in another framework)
+results.expect("Keras VAE held-out KL", k_test["kl"], 2.36, results.tolerance_for_mean(0.021, 1),
+               unit=" nats/image", digits=2, at_least=1.0)
+# a difference of two models spreads by sqrt(2) x 0.11 = 0.16 nats from seed to seed
+results.expect("Keras VAE -ELBO minus the PyTorch VAE's", k_neg_elbo - test_terms["neg_elbo"], 0.06,
+               results.tolerance_for_mean(0.16, 1), unit=" nats/image", digits=2, at_least=-1.5, at_most=1.5)
 
 # %% [markdown]
 # ## Summary

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lib import check, data, distill
+from lib import check, data, distill, results
 from lib.cnn import LeNet, random_shift
 from lib.device import get_device, seed_everything
 
@@ -62,6 +62,7 @@ def shift_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return random_shift(x, max_shift=1, generator=generator)
 
 
+# NBVAL_IGNORE_OUTPUT
 torch.manual_seed(0)
 teacher = LeNet().to(device)
 distill.train_classifier(teacher, X_train, y_train, epochs=40, lr=3e-3, batch_size=64,
@@ -70,7 +71,19 @@ teacher_acc = distill.accuracy(teacher, X_test, y_test)
 teacher_params = distill.count_parameters(teacher)
 print(f"teacher: {teacher_params:,} parameters, test accuracy {100 * teacher_acc:.1f}% "
       f"({round((1 - teacher_acc) * len(y_test))} errors on {len(y_test)} images)")
-assert teacher_acc >= 0.985, "the teacher should be a strong CNN (chapter 04 reaches >= 99%)"
+
+# %% [markdown]
+# The printed accuracy is a *measured* number: on another CPU its last digits, and after 40 epochs of
+# training perhaps a test image or two, come out differently, so the tests do not compare it as text.
+# `lib.results.expect` checks it instead: it must lie within a tolerance of the value stored here and
+# meet the bar (a strong CNN: at least 98.5 %). Every tolerance in this chapter is three times the
+# standard deviation of the difference between two runs that differ only by their seed (for a single
+# model, estimated from the binomial spread of an accuracy on 360 images; for means over seeds, from
+# the seeds' own spread), so a machine that behaves like a new seed passes.
+
+# %%
+results.expect("teacher test accuracy", 100 * teacher_acc, 99.4, results.tolerance_for_accuracy(99.4, 360),
+               unit=" %", at_least=98.5)
 
 # %% [markdown]
 # ## 3. Soft targets and temperature
@@ -104,6 +117,7 @@ print("softmax with temperature from scratch == lib.distill.soften == F.softmax(
 # ambiguous.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 probs1 = distill.soften(teacher_test_logits, 1.0)
 correct = probs1.argmax(1) == y_test
 runner_up = probs1.topk(2, dim=1).values[:, 1]
@@ -231,6 +245,8 @@ def student_run(seed: int, T: float | None = None, alpha: float = 0.1) -> torch.
     return runs[key]
 
 
+# %%
+# NBVAL_IGNORE_OUTPUT
 SEEDS = range(5)
 scratch_val = np.array([distill.accuracy(student_run(s), X_val, y_val) for s in SEEDS])
 print(f"student from scratch, validation accuracy over {len(SEEDS)} seeds: "
@@ -240,30 +256,42 @@ print(f"student from scratch, validation accuracy over {len(SEEDS)} seeds: "
 # ### A temperature sweep
 #
 # With $\alpha = 0.1$ (mostly soft targets, as Hinton et al. recommend), we distil at five
-# temperatures, three seeds each, and choose $T$ on the **validation** split; the test split stays
-# untouched until the final comparison.
+# temperatures, five seeds each (the same five seeds as the scratch students), and choose $T$ on the
+# **validation** split; the test split stays untouched until the final comparison.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 sweep_T = [1, 2, 4, 8, 16]
-sweep = {T: np.array([distill.accuracy(student_run(s, T), X_val, y_val) for s in range(3)]) for T in sweep_T}
-best_T = max(sweep_T, key=lambda T: sweep[T].mean())
+sweep = {T: np.array([distill.accuracy(student_run(s, T), X_val, y_val) for s in SEEDS]) for T in sweep_T}
+sweep_se = {T: sweep[T].std(ddof=1) / np.sqrt(len(sweep[T])) for T in sweep_T}   # standard error of the mean
 for T in sweep_T:
-    print(f"T = {T:2d}: validation accuracy {100 * sweep[T].mean():.1f} ± {100 * sweep[T].std():.1f}%")
-print("chosen on validation: T =", best_T)
+    print(f"T = {T:2d}: validation accuracy {100 * sweep[T].mean():.2f} ± {100 * sweep_se[T]:.2f}% (mean ± s.e.)")
+best_mean_T = max(sweep_T, key=lambda T: sweep[T].mean())
+print(f"highest mean at T = {best_mean_T}; within one standard error of it: mean >= "
+      f"{100 * (sweep[best_mean_T].mean() - sweep_se[best_mean_T]):.2f}%")
 
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
-ax.errorbar(sweep_T, [100 * sweep[T].mean() for T in sweep_T], [100 * sweep[T].std() for T in sweep_T],
-            fmt="o-", capsize=3, label="distilled (α = 0.1, 3 seeds)")
-ax.axhline(100 * scratch_val[:3].mean(), color="gray", ls="--", label="scratch (same 3 seeds)")
+ax.errorbar(sweep_T, [100 * sweep[T].mean() for T in sweep_T], [100 * sweep_se[T] for T in sweep_T],
+            fmt="o-", capsize=3, label="distilled (α = 0.1, 5 seeds, mean ± s.e.)")
+ax.axhline(100 * scratch_val.mean(), color="gray", ls="--", label="scratch (same 5 seeds)")
 ax.set(xscale="log", xticks=sweep_T, xticklabels=sweep_T, xlabel="temperature $T$",
        ylabel="validation accuracy (%)", title="Temperature sweep")
 ax.legend()
 plt.show()
 
 # %% [markdown]
-# The temperatures from 2 to 16 lie within about one standard deviation of each other: the choice among
-# them is mostly noise, and any of them would do. $T = 1$ (the teacher's ordinary probabilities, nearly
-# one-hot) is where the soft targets carry the least "dark knowledge".
+# The temperatures from 4 to 16 lie within about one standard error of each other: which of them has
+# the highest mean is noise, and on another CPU a different one wins (with three seeds per temperature
+# an earlier version of this notebook picked $T = 16$ on one machine and $T = 8$ on another). So we do
+# not take the highest mean. We take the **smallest temperature within one standard error of the
+# best** (the "one-standard-error rule", which prefers the simpler setting when the data cannot tell
+# them apart): a choice that only changes when the numbers move by more than their noise. $T = 1$ and
+# $T = 2$ fall outside: at $T = 1$ the teacher's probabilities are nearly one-hot and carry the least
+# "dark knowledge".
+
+# %%
+best_T = results.choose_within_se(sweep_T, [sweep[T].mean() for T in sweep_T], [sweep_se[T] for T in sweep_T])
+results.expect_choice("temperature chosen on validation (smallest within one s.e. of the best)", best_T, 4)
 
 # %% [markdown]
 # ### Scratch against distilled, on the test split
@@ -272,6 +300,7 @@ plt.show()
 # seed differ only by their loss.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 scratch_acc = np.array([distill.accuracy(student_run(s), X_test, y_test) for s in SEEDS])
 distilled_acc = np.array([distill.accuracy(student_run(s, best_T), X_test, y_test) for s in SEEDS])
 n_test = len(y_test)
@@ -285,12 +314,31 @@ print(f"student distilled, T={best_T} : {100 * distilled_acc.mean():.1f} ± {100
 print(f"distilled beats scratch on {int((distilled_acc > scratch_acc).sum())} of 5 seeds, ties on "
       f"{int((distilled_acc == scratch_acc).sum())}")
 
-# %%
-assert distilled_acc.mean() > scratch_acc.mean(), "distillation should beat training from scratch"
-print("distilled student's mean test accuracy above the scratch student's:", distilled_acc.mean() > scratch_acc.mean())
+paired_gain = 100 * (distilled_acc - scratch_acc)          # seed by seed: same weights at start, same batches
+print(f"distilled − scratch, paired over seeds: {paired_gain.mean():+.2f} ± "
+      f"{paired_gain.std(ddof=1) / np.sqrt(len(paired_gain)):.2f} points (mean ± s.e.)")
 print(f"share of the teacher–student gap recovered: {100 * share:.0f}% "
       f"(errors on {n_test} test images: teacher {errors['teacher']:.1f}, scratch {errors['scratch']:.1f}, "
       f"distilled {errors['distilled']:.1f})")
+
+# %% [markdown]
+# The checks. Each mean over five seeds lies within three times the spread of the difference of two
+# such means (`results.tolerance_for_mean`, from the seeds' spread: about 0.5 points for one student,
+# 0.4 points for the paired gain). The bar of the chapter is that the distilled student beats the one
+# trained from scratch: a positive paired gain. The share of the gap is another matter: it rests on a
+# handful of test images (the teacher makes two or three errors, the students five to nine), and
+# propagating those counts' spread through $(e_s - e_d)/(e_s - e_t)$ gives a standard deviation of about
+# 25 points for the difference between two runs. Its tolerance, 75 points, says what it is: on 360 test
+# images this share is not measured, only sketched.
+
+# %%
+results.expect("scratch student test accuracy, mean of 5 seeds", 100 * scratch_acc.mean(), 97.5,
+               results.tolerance_for_mean(0.5, 5), unit=" %")
+results.expect("distilled student test accuracy, mean of 5 seeds", 100 * distilled_acc.mean(), 98.6,
+               results.tolerance_for_mean(0.5, 5), unit=" %")
+results.expect("distilled − scratch, paired mean over 5 seeds", paired_gain.mean(), 1.1,
+               results.tolerance_for_mean(0.4, 5), unit=" points", at_least=0.0)
+results.expect("share of the teacher–student gap recovered", 100 * share, 57, 75, unit=" %", digits=0)
 print(f"Hinton et al. 2015, MNIST (10,000 test images): teacher 67, student 146, distilled 74 errors "
       f"-> {100 * distill.gap_recovered(67, 146, 74):.0f}%")
 
@@ -371,8 +419,9 @@ def draw_temperature(T: float) -> float:
     return round(entropy_bits(p), 2)
 
 
-for T in (1, 5, 20):
-    print(f"T = {T:2d}: entropy {entropy_bits(softened(T)):.2f} bits")
+entropies = [entropy_bits(softened(T)) for T in (1, 5, 20)]
+print("the entropy grows with T and stays below log2(10) = 3.32 bits:",
+      entropies[0] < entropies[1] < entropies[2] < math.log2(10))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -381,7 +430,8 @@ temperature_widget
 
 # %%
 temperature_widget.controls["T"].value = 10.0
-print("widget at T = 10 shows entropy (bits):", temperature_widget.result)
+print("the widget at T = 10 shows the entropy of softened(10):",
+      temperature_widget.result == round(entropy_bits(softened(10.0)), 2))
 
 # %% [markdown]
 # ## 8. The same in Keras: a `Distiller`
@@ -414,9 +464,13 @@ print(f"Keras student: {k_params:,} trainable parameters (PyTorch student: {stud
 assert k_params == student_params
 
 # %%
-assert keras_acc > scratch_acc.mean() - 0.01
-print(f"Keras distilled student within 1 point of the PyTorch scratch student or better: True "
-      f"({100 * keras_acc:.0f}% test accuracy)")
+# NBVAL_IGNORE_OUTPUT
+print(f"Keras distilled student: test accuracy {100 * keras_acc:.1f}%")
+
+# %%
+results.expect("Keras distilled student test accuracy", 100 * keras_acc, 98.1,
+               results.tolerance_for_accuracy(98.1, 360), unit=" %",
+               at_least=96.5)  # the bar: within 1 point of the PyTorch scratch student (97.5 %) or better
 
 # %% [markdown]
 # ## Summary
