@@ -43,6 +43,45 @@ def lstm() -> list[float]:
     return out
 
 
+def gpt() -> list[float]:
+    """Chapter 06: the small GPT's test NLL (nats/char) after 60 epochs."""
+    from lib.transformer import GPT, TransformerConfig
+
+    vocab = CharVocab()
+    train, val, test = (names_split("first", s) for s in ("train", "val", "test"))
+    out = []
+    for seed in SEEDS[:3]:
+        seed_everything(seed)
+        model = GPT(TransformerConfig(vocab_size=len(vocab), d_model=64, n_heads=4, n_layers=2, max_len=16,
+                                      dropout=0.15))
+        train_lm(model, train, val, vocab, epochs=60, lr=3e-3, batch_size=32, weight_decay=0.1,
+                 device=torch.device("cpu"))
+        out.append(nll_per_char(model, test, vocab))
+    return out
+
+
+def keras_lstm() -> list[float]:
+    """Chapter 05: the Keras character LSTM's test NLL (nats/char) after 4 epochs."""
+    from lib.keras_models import load_keras
+    from lib.rnn import keras_char_lstm
+    from lib.text import lm_tensors
+
+    vocab = CharVocab()
+    x_train, y_train = lm_tensors(names_split("first", "train"), vocab)
+    x_test, y_test = lm_tensors(names_split("first", "test"), vocab)
+    keep = y_test != -100
+    out = []
+    for seed in SEEDS[:3]:
+        keras = load_keras(seed=seed)
+        model = keras_char_lstm(len(vocab), emb_dim=32, hidden_size=128)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-100))
+        model.fit(x_train.numpy(), y_train.numpy(), batch_size=64, epochs=4, verbose=0)
+        logits = torch.from_numpy(model.predict(x_test.numpy(), batch_size=512, verbose=0)[keep.numpy()])
+        out.append(float(F.cross_entropy(logits.double(), y_test[keep])))
+    return out
+
+
 def mlm_loss() -> dict[str, list[float]]:
     """Chapter 07: the small BERT's validation MLM loss (nats), accuracy and top-3 accuracy (%) after
     2 epochs of pretraining."""
@@ -98,7 +137,7 @@ def vae_terms() -> dict[str, list[float]]:
     return out
 
 
-STUDIES = {"lstm": lstm, "mlm": mlm_loss, "autoencoder": autoencoder, "vae": vae_terms}
+STUDIES = {"lstm": lstm, "gpt": gpt, "keras-lstm": keras_lstm, "mlm": mlm_loss, "autoencoder": autoencoder, "vae": vae_terms}
 
 
 def report(name: str, values) -> None:

@@ -32,8 +32,9 @@
 # - **GPU.** If your machine has a CUDA GPU (or an Apple-silicon GPU), `lib.device.get_device()` picks it
 #   and the notebooks run on it unchanged.
 #
-# The first code cell of every notebook imports what it needs, seeds every random generator (so you see
-# the same numbers as the stored notebook) and prints the device.
+# The first code cell of every notebook imports what it needs, seeds every random generator (so a run
+# repeats itself exactly on the same machine; on another CPU a trained model's numbers may differ in
+# their last digits, see "How the notebooks are tested") and prints the device.
 
 # %%
 import json
@@ -249,12 +250,19 @@ plt.show()
 #   stored in the notebook, and meet the chapter's **bar**. It prints a verdict that is the same on
 #   every machine, or fails with the value it found.
 #
-# Tolerances are three times the spread we measured between runs that differ only by their seed (for
-# an accuracy on $n$ test examples, the binomial spread of such a score; for a mean over seeds, the
-# seeds' own spread), not a convenient round number. A decision taken from noisy numbers — the best
-# temperature, the best width — uses a rule that does not flip with the last digits (the simplest
-# setting within one standard error of the best). For example, a model that scored 98.2 % on 360 test
-# images, checked against a stored 98.3 % and a bar of 97.5 %:
+# A tolerance is three times the standard deviation of the difference between two runs that differ
+# only by their seed — not a convenient round number. For an accuracy on $n$ test examples it is
+# estimated from the binomial spread of such a score, $\sqrt{p(1-p)/n}$; for a loss, or a mean over
+# several seeds, it comes from the seeds' own spread, measured in the notebook or by
+# `tools/seed_spread.py`. The **standard error** of a mean over $k$ seeds is their standard deviation
+# divided by $\sqrt{k}$: how far the mean itself would move with other seeds. A decision taken from
+# noisy numbers (chapter 09's distillation temperature) takes the simplest setting within one
+# standard error of the best, and the check accepts any of the settings the data cannot tell apart.
+#
+# For example, a model that scored 98.2 % on 360 test images, checked against a stored 98.3 % and a
+# bar of 97.5 % (the verdict shows the reference and its tolerance, not the value found, so it reads
+# the same everywhere; a band may reach past 100 %, since it is a tolerance, not a range of possible
+# values):
 
 # %%
 from lib import results

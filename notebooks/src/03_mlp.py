@@ -21,6 +21,7 @@
 # - build the same MLP in Keras.
 
 # %%
+import math
 import tempfile
 from pathlib import Path
 
@@ -455,10 +456,13 @@ ax.legend(loc="lower left")
 plt.show()
 
 # %%
-# The rare digits have about 107 test images together, so a recall moves by several points from run to
-# run: three times the spread of the difference of two such gains is about 20 points.
+# The rare digits have 107 test images together, so each mean recall has a binomial spread of several
+# points (recalls near 33 % and 81 %); the gain is a difference of the two, so their tolerances add in
+# quadrature: about 25 points.
 gain = recalls["class-weighted"][minority].mean() - recalls["unweighted"][minority].mean()
-results.expect("gain in the mean recall of the rare digits from class weights", 100 * gain, 47.4, 20.0,
+n_rare = int(np.isin(y_test, minority).sum())
+results.expect("gain in the mean recall of the rare digits from class weights", 100 * gain, 47.4,
+               math.hypot(results.tolerance_for_accuracy(33.3, n_rare), results.tolerance_for_accuracy(80.7, n_rare)),
                unit=" points", at_least=20.0)
 
 # %% [markdown]

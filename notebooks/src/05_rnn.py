@@ -373,7 +373,7 @@ for name, value in test_nll.items():
 # nats/char below the bigram.
 
 # %%
-NLL_TOL = results.tolerance_for_mean(0.0072, 1)  # seed spread of the LSTM's test NLL, tools/seed_spread.py
+NLL_TOL = results.tolerance_for_mean(0.0072, 1)  # the LSTM's seed spread, used for the RNN and GRU too
 results.expect("RNN test NLL", test_nll["rnn"], 1.924, NLL_TOL, unit=" nats/char", digits=3)
 results.expect("LSTM test NLL", test_nll["lstm"], 1.897, NLL_TOL, unit=" nats/char", digits=3)
 results.expect("GRU test NLL", test_nll["gru"], 1.894, NLL_TOL, unit=" nats/char", digits=3)
@@ -524,9 +524,10 @@ keras_trained_nll = float(F.cross_entropy(torch.from_numpy(keras_logits[keep]).d
 print(f"Keras LSTM trained for 4 epochs: test NLL {keras_trained_nll:.3f} nats/char")
 
 # %%
-# after 4 epochs the model is further from convergence and spreads more between runs: twice the tolerance
-results.expect("Keras LSTM test NLL after 4 epochs", keras_trained_nll, 2.124, 2 * NLL_TOL, unit=" nats/char",
-               digits=3, at_most=round(bigram_nll, 3))
+# after 4 epochs the model is further from convergence; its own seed spread, 0.0094 nats/char over
+# three seeds (tools/seed_spread.py), sets the tolerance
+results.expect("Keras LSTM test NLL after 4 epochs", keras_trained_nll, 2.124, results.tolerance_for_mean(0.0094, 1),
+               unit=" nats/char", digits=3, at_most=round(bigram_nll, 3))
 
 # %% [markdown]
 # ## Summary
@@ -538,7 +539,9 @@ results.expect("Keras LSTM test NLL after 4 epochs", keras_trained_nll, 2.124, 2
 #   is a product of one Jacobian per step — so it **vanishes or explodes** exponentially.
 # - **Clipping** the global gradient norm stops explosions. The **LSTM** (cell state updated by
 #   addition, gated by $f_t$) and the **GRU** keep gradients alive over many steps.
-# - On first names, LSTM and GRU beat the plain RNN and leave the bigram far behind; sampling with a
+# - On first names, the three recurrent models leave the bigram far behind (by about 0.45 nats/char).
+#   LSTM and GRU come out ahead of the plain RNN here by about 0.03 nats/char, which is the size of the
+#   seed-to-seed noise: one run cannot rank them. Sampling with a
 #   **temperature** trades safety for variety.
 # - Chapter 06 replaces the recurrence by **attention**, which lets every position look at every
 #   earlier one directly.

@@ -22,6 +22,7 @@
 
 # %%
 import copy
+import math
 import os
 import socket
 import time
@@ -599,8 +600,13 @@ plot_learning_curves({**curves, "MiniLM fine-tuned (top 2 layers)": minilm_resul
 for n in MINILM_RUNS:
     assert np.mean(minilm_results[n]) > mean("fine-tuned (pretrained)", n), (n, minilm_results[n])
 print("MiniLM fine-tuned beats the small pretrained BERT at 32, 128 and 512 labels: True")
+# A balanced accuracy averages the recalls of the two lists, 399 and 85 test names: its binomial spread
+# is that of an accuracy on 4 / (1/399 + 1/85) = 280 names. (The bar, the rule's 82.3 %, is much closer
+# to the reference than the tolerance: it is the check that binds.)
+n1, n2 = np.bincount(np.asarray(y_test))
+BALANCED_N = 4 / (1 / n1 + 1 / n2)
 results.expect("MiniLM fine-tuned with 32 labels", 100 * np.mean(minilm_results[32]), 84.0,
-               results.tolerance_for_accuracy(84.0, len(y_test)), unit=" %", at_least=round(100 * rule_accuracy, 1))
+               results.tolerance_for_accuracy(84.0, BALANCED_N), unit=" %", at_least=round(100 * rule_accuracy, 1))
 
 # %% [markdown]
 # What does pretraining on the web bring? The small BERT knows only **spelling**: which letters go
@@ -707,10 +713,13 @@ print(f"head on frozen small-BERT features: Keras {100 * keras_accuracy:.1f}%, "
       f"PyTorch {100 * torch_accuracy:.1f}%")
 
 # %%
+# balanced accuracies, as for MiniLM above; the difference of two heads spreads sqrt(2) times more,
+# and its bar (within 3 points) is tighter than that tolerance: the bar binds
 results.expect("Keras head on frozen features, balanced accuracy", 100 * keras_accuracy, 84.0,
-               results.tolerance_for_accuracy(84.0, len(y_test)), unit=" %", at_least=70.0)
+               results.tolerance_for_accuracy(84.0, BALANCED_N), unit=" %", at_least=70.0)
 results.expect("Keras minus PyTorch head", 100 * (keras_accuracy - torch_accuracy), -0.4,
-               results.tolerance_for_accuracy(84.0, len(y_test)), unit=" points", at_least=-3.0, at_most=3.0)
+               math.sqrt(2) * results.tolerance_for_accuracy(84.0, BALANCED_N), unit=" points",
+               at_least=-3.0, at_most=3.0)
 
 # %% [markdown]
 # ## Summary

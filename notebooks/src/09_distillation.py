@@ -11,8 +11,8 @@
 # - see the teacher's "dark knowledge": its probabilities for one digit at several temperatures;
 # - derive the distillation loss $\alpha\,\mathrm{CE} + (1-\alpha)\,T^2\,\mathrm{KL}$, and check
 #   numerically why the factor $T^2$ is there;
-# - compare a student trained from scratch with a distilled one over several seeds (mean ± std), sweep
-#   the temperature, and fill a compression table: parameters, bytes on disk, CPU latency, accuracy;
+# - compare a student trained from scratch with a distilled one over several seeds, choose the
+#   temperature on validation with a rule that resists noise, and fill a compression table: parameters, bytes on disk, CPU latency, accuracy;
 # - measure the share of the teacher–student gap that distillation recovers, beside Hinton et al.'s;
 # - play with a temperature slider, and write the same `Distiller` in Keras with its own `train_step`.
 
@@ -62,6 +62,7 @@ def shift_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return random_shift(x, max_shift=1, generator=generator)
 
 
+# %%
 # NBVAL_IGNORE_OUTPUT
 torch.manual_seed(0)
 teacher = LeNet().to(device)
@@ -250,14 +251,16 @@ def student_run(seed: int, T: float | None = None, alpha: float = 0.1) -> torch.
 SEEDS = range(5)
 scratch_val = np.array([distill.accuracy(student_run(s), X_val, y_val) for s in SEEDS])
 print(f"student from scratch, validation accuracy over {len(SEEDS)} seeds: "
-      f"{100 * scratch_val.mean():.1f} ± {100 * scratch_val.std():.1f}%")
+      f"{100 * scratch_val.mean():.1f} ± {100 * scratch_val.std(ddof=1):.1f}% (mean ± standard deviation)")
 
 # %% [markdown]
 # ### A temperature sweep
 #
 # With $\alpha = 0.1$ (mostly soft targets, as Hinton et al. recommend), we distil at five
 # temperatures, five seeds each (the same five seeds as the scratch students), and choose $T$ on the
-# **validation** split; the test split stays untouched until the final comparison.
+# **validation** split; the test split stays untouched until the final comparison. Each temperature
+# gets a mean over the seeds and its **standard error**, the standard deviation over the seeds divided
+# by $\sqrt{5}$: how much the mean itself would move with five other seeds.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -285,13 +288,20 @@ plt.show()
 # an earlier version of this notebook picked $T = 16$ on one machine and $T = 8$ on another). So we do
 # not take the highest mean. We take the **smallest temperature within one standard error of the
 # best** (the "one-standard-error rule", which prefers the simpler setting when the data cannot tell
-# them apart): a choice that only changes when the numbers move by more than their noise. $T = 1$ and
-# $T = 2$ fall outside: at $T = 1$ the teacher's probabilities are nearly one-hot and carry the least
-# "dark knowledge".
+# them apart). $T = 1$ and $T = 2$ fall outside: at $T = 1$ the teacher's probabilities are nearly
+# one-hot and carry the least "dark knowledge". Even this rule can change its answer when a setting
+# sits near the margin ($T = 4$ clears it by about a quarter of a point here), so the check accepts
+# any of the temperatures the stored run could not tell apart, 4, 8 and 16; the choice made on this
+# machine is printed first.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 best_T = results.choose_within_se(sweep_T, [sweep[T].mean() for T in sweep_T], [sweep_se[T] for T in sweep_T])
-results.expect_choice("temperature chosen on validation (smallest within one s.e. of the best)", best_T, 4)
+print("chosen on this machine: T =", best_T)
+
+# %%
+results.expect_choice("temperature chosen on validation (smallest within one s.e. of the best)", best_T,
+                      [4, 8, 16])
 
 # %% [markdown]
 # ### Scratch against distilled, on the test split
@@ -309,8 +319,10 @@ errors = {"teacher": (1 - teacher_acc) * n_test, "scratch": (1 - scratch_acc.mea
 share = distill.gap_recovered(errors["teacher"], errors["scratch"], errors["distilled"])
 
 print(f"teacher                : {100 * teacher_acc:.1f}%")
-print(f"student from scratch   : {100 * scratch_acc.mean():.1f} ± {100 * scratch_acc.std():.1f}%  (5 seeds)")
-print(f"student distilled, T={best_T} : {100 * distilled_acc.mean():.1f} ± {100 * distilled_acc.std():.1f}%  (5 seeds)")
+print(f"student from scratch   : {100 * scratch_acc.mean():.1f} ± {100 * scratch_acc.std(ddof=1):.1f}%  "
+      "(5 seeds, mean ± standard deviation)")
+print(f"student distilled, T={best_T} : {100 * distilled_acc.mean():.1f} ± {100 * distilled_acc.std(ddof=1):.1f}%  "
+      "(5 seeds, mean ± standard deviation)")
 print(f"distilled beats scratch on {int((distilled_acc > scratch_acc).sum())} of 5 seeds, ties on "
       f"{int((distilled_acc == scratch_acc).sum())}")
 
@@ -345,7 +357,7 @@ print(f"Hinton et al. 2015, MNIST (10,000 test images): teacher 67, student 146,
 fig, ax = plt.subplots(figsize=(5, 3.5))
 names = ["teacher", "scratch\nstudent", f"distilled\nstudent (T={best_T})"]
 means = [100 * teacher_acc, 100 * scratch_acc.mean(), 100 * distilled_acc.mean()]
-ax.bar(names, means, yerr=[0, 100 * scratch_acc.std(), 100 * distilled_acc.std()], capsize=4,
+ax.bar(names, means, yerr=[0, 100 * scratch_acc.std(ddof=1), 100 * distilled_acc.std(ddof=1)], capsize=4,
        color=["tab:gray", "tab:blue", "tab:orange"])
 ax.set(ylim=(95, 100), ylabel="test accuracy (%)", title="Teacher and students (mean ± std over seeds)")
 plt.show()
