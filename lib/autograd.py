@@ -4,12 +4,18 @@ A ``Value`` holds a number (``data``), the gradient of the final output with res
 (``grad``), and how it was made (its parents and the local derivative rule). ``backward()`` visits
 the graph in reverse topological order and applies the chain rule once per edge, which is exactly
 what ``torch.autograd`` and ``tf.GradientTape`` do for tensors.
+
+The semantics are PyTorch's: ``backward()`` *adds* to the ``grad`` of every leaf (a Value not
+computed from others: a parameter, an input), so gradients accumulate across calls until
+``zero_grad()`` sets them back to 0. Networks are ``Module``s, like ``torch.nn.Module``:
+``Neuron`` (``act(w . x + b)``) → ``Layer`` (``nout`` neurons on the same inputs, the engine's
+``act(nn.Linear(nin, nout)(x))``) → ``MLP`` (layers in sequence, the engine's ``nn.Sequential``).
 """
 from __future__ import annotations
 
 import math
 import random
-from typing import Callable, Iterable
+from typing import Callable
 
 from lib.validate import describe, is_number, require_int
 
@@ -131,18 +137,24 @@ class Value:
         return order
 
     def backward(self) -> None:
-        """Fill ``grad`` of every node with d(self)/d(node).
+        """Add d(self)/d(leaf) to the ``grad`` of every leaf of the graph, like ``torch.Tensor.backward()``.
 
-        Every gradient in the graph is reset first, so no ``zero_grad`` is needed between training
-        steps (unlike PyTorch, where ``.grad`` accumulates across ``backward()`` calls until zeroed).
-        Within one backward pass, contributions from several paths are summed.
+        Leaves (Values with no parents: parameters, inputs, constants) **accumulate**: two calls
+        without zeroing double their gradients, as in PyTorch; ``Module.zero_grad()`` (or an
+        optimizer's) clears them. Like PyTorch's ``AccumulateGrad``, a pass sums all paths' contributions
+        from zero and then adds the total to what the leaf held, so two passes give exactly twice one.
+        Intermediate nodes restart from 0 in every pass and keep d(self)/d(node) afterwards, for
+        ``draw_graph`` (PyTorch frees them unless ``retain_grad()`` was called).
         """
         order = self.topological_order()
+        held = [(node, node.grad) for node in order if not node._parents]  # leaves and their gradients so far
         for node in order:
             node.grad = 0.0
         self.grad = 1.0
         for node in reversed(order):
             node._backward()
+        for node, before in held:
+            node.grad = before + node.grad
 
 
 def _lift(x) -> Value:
@@ -154,31 +166,111 @@ def _lift(x) -> Value:
 
 
 # --------------------------------------------------------------------------- a tiny neural network
-class Neuron:
-    """``act(w . x + b)`` with ``nin`` inputs; ``act`` is "tanh", "relu" or "linear"."""
+def _check_act_rng(act, rng) -> random.Random:
+    """ValueError for an unknown activation, TypeError for an rng that is no ``random.Random``."""
+    if not isinstance(act, str) or act not in ("tanh", "relu", "linear"):
+        raise ValueError(f"act must be 'tanh', 'relu' or 'linear'; got {act!r}")
+    if rng is not None and not isinstance(rng, random.Random):
+        raise TypeError(f"rng must be a random.Random or None, got {describe(rng)}")
+    return random.Random(0) if rng is None else rng
+
+
+def _inputs(x, n: int) -> list:
+    """``x`` as a list of ``n`` Values or numbers; TypeError/ValueError otherwise."""
+    if isinstance(x, (str, bytes, Value)) or not hasattr(x, "__iter__"):
+        raise TypeError(f"x must be a list of {n} numbers or Values, got {describe(x)}")
+    x = list(x)
+    if len(x) != n:
+        raise ValueError(f"expected {n} inputs, got {len(x)}")
+    for i, xi in enumerate(x):
+        if not (isinstance(xi, Value) or is_number(xi)):
+            raise TypeError(f"x[{i}] must be a number or a Value, got {describe(xi)}")
+    return x
+
+
+class Module:
+    """Base class of the engine's networks, like ``torch.nn.Module``: ``parameters()`` lists every
+    trainable Value in a fixed order; ``zero_grad()`` sets their ``grad`` to 0, needed once per
+    training step because ``backward()`` accumulates. (PyTorch's ``zero_grad()`` sets ``.grad`` to
+    None by default and treats None as 0; a Value's gradient is always a number, so here it is 0.0.)
+    """
+
+    def parameters(self) -> list[Value]:
+        return []
+
+    def zero_grad(self) -> None:
+        """Set ``grad = 0.0`` on every parameter; inputs and intermediate nodes are left alone."""
+        for p in self.parameters():
+            p.grad = 0.0
+
+
+class Neuron(Module):
+    """``act(w . x + b)``: a list of ``nin`` numbers or Values in, one Value out.
+
+    ``act`` is "tanh", "relu" or "linear". ``w`` holds ``nin`` Values drawn uniformly from
+    ``[-1/sqrt(nin), 1/sqrt(nin)]`` with ``rng`` (a ``random.Random``; None means
+    ``random.Random(0)``); ``b`` starts at 0. ``parameters()`` is ``[*w, b]``.
+    """
 
     def __init__(self, nin: int, act: str = "tanh", rng: random.Random | None = None) -> None:
-        if act not in ("tanh", "relu", "linear"):
-            raise ValueError(f"act must be 'tanh', 'relu' or 'linear'; got {act!r}")
         require_int("nin", nin, 1)
-        rng = rng or random.Random(0)
+        rng = _check_act_rng(act, rng)
         scale = 1.0 / math.sqrt(nin)  # keeps pre-activations of order 1 whatever the fan-in
         self.w = [Value(rng.uniform(-scale, scale)) for _ in range(nin)]
         self.b = Value(0.0)
         self.act = act
 
-    def __call__(self, x: list) -> Value:
-        if len(x) != len(self.w):
-            raise ValueError(f"expected {len(self.w)} inputs, got {len(x)}")
+    def __call__(self, x) -> Value:
+        return self._forward(_inputs(x, len(self.w)))
+
+    def _forward(self, x: list) -> Value:  # x already checked
         z = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
         return z if self.act == "linear" else getattr(z, self.act)()
 
     def parameters(self) -> list[Value]:
         return [*self.w, self.b]
 
+    def __repr__(self) -> str:
+        return f"Neuron({len(self.w)}, act={self.act!r})"
 
-class MLP:
-    """Fully connected layers of ``Neuron``s: ``MLP(2, [16, 16, 1])``; the last layer is linear."""
+
+class Layer(Module):
+    """``nout`` neurons on the same ``nin`` inputs: a list of ``nin`` numbers or Values in, a list
+    of ``nout`` Values out (output i is neuron i's; a list even when ``nout`` is 1).
+
+    The engine's ``act(torch.nn.Linear(nin, nout)(x))``: neuron i's weights are row i of
+    ``Linear.weight`` (shape ``(nout, nin)``) and its bias is ``Linear.bias[i]``. The neurons draw
+    their weights one after another from ``rng`` (None means ``random.Random(0)``).
+    ``parameters()`` goes neuron by neuron, weights then bias: ``nout * (nin + 1)`` Values.
+    """
+
+    def __init__(self, nin: int, nout: int, act: str = "tanh", rng: random.Random | None = None) -> None:
+        require_int("nin", nin, 1)
+        require_int("nout", nout, 1)
+        rng = _check_act_rng(act, rng)
+        self.nin, self.nout, self.act = int(nin), int(nout), act
+        self.neurons = [Neuron(nin, act, rng) for _ in range(nout)]
+
+    def __call__(self, x) -> list[Value]:
+        return self._forward(_inputs(x, self.nin))
+
+    def _forward(self, x: list) -> list[Value]:  # x already checked
+        return [neuron._forward(x) for neuron in self.neurons]
+
+    def parameters(self) -> list[Value]:
+        return [p for neuron in self.neurons for p in neuron.parameters()]
+
+    def __repr__(self) -> str:
+        return f"Layer({self.nin}, {self.nout}, act={self.act!r})"
+
+
+class MLP(Module):
+    """``Layer``s in sequence: ``MLP(2, [16, 16, 1])`` maps a list of 2 numbers or Values to a list
+    of 1 Value through two hidden layers of 16 ``act`` units; the last layer is linear. The engine's
+    ``nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))``.
+    All weights come from one ``random.Random(seed)``, layer after layer; ``parameters()`` goes
+    layer by layer in ``Layer.parameters()`` order.
+    """
 
     def __init__(self, nin: int, sizes: list[int], act: str = "tanh", seed: int = 0) -> None:
         require_int("nin", nin, 1)
@@ -186,19 +278,22 @@ class MLP:
             raise ValueError(f"sizes must be a non-empty list of layer widths, got {sizes!r}")
         for i, size in enumerate(sizes):
             require_int(f"sizes[{i}]", size, 1)
-        rng = random.Random(seed)
+        rng = _check_act_rng(act, random.Random(require_int("seed", seed)))
         dims = [nin, *sizes]
-        self.layers = [[Neuron(dims[i], act if i < len(sizes) - 1 else "linear", rng)
-                        for _ in range(dims[i + 1])] for i in range(len(sizes))]
+        self.layers = [Layer(dims[i], dims[i + 1], act if i < len(sizes) - 1 else "linear", rng)
+                       for i in range(len(sizes))]
 
-    def __call__(self, x: Iterable) -> list[Value]:
-        out = list(x)
+    def __call__(self, x) -> list[Value]:
+        out = _inputs(x, self.layers[0].nin)
         for layer in self.layers:
-            out = [neuron(out) for neuron in layer]
+            out = layer._forward(out)
         return out
 
     def parameters(self) -> list[Value]:
-        return [p for layer in self.layers for neuron in layer for p in neuron.parameters()]
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def __repr__(self) -> str:
+        return f"MLP({self.layers[0].nin}, {[layer.nout for layer in self.layers]})"
 
 
 # --------------------------------------------------------------------------- random expressions
@@ -215,7 +310,7 @@ def random_expression(n_inputs: int, n_ops: int = 12, seed: int = 0) -> Callable
     """
     require_int("n_inputs", n_inputs, 1)
     require_int("n_ops", n_ops, 0)
-    rng = random.Random(seed)
+    rng = random.Random(require_int("seed", seed))
     program = []  # (op, i, j): combine earlier intermediate results i and j
     for k in range(n_ops):
         available = n_inputs + k
@@ -252,9 +347,11 @@ def random_expression(n_inputs: int, n_ops: int = 12, seed: int = 0) -> Callable
 
 
 def value_and_grad(fn: Callable[[list[Value]], Value], xs: list[float]) -> tuple[float, list[float]]:
-    """Evaluate ``fn`` on ``Value``s made from the floats ``xs``; return its value and d fn / d xs."""
+    """Evaluate ``fn`` on fresh ``Value``s made from the numbers ``xs``; return ``(fn(xs), [d fn / d x_i])``."""
     if not callable(fn):
         raise TypeError(f"fn must be a function of a list of Values, got {describe(fn)}")
+    if isinstance(xs, (str, bytes)) or not hasattr(xs, "__iter__"):
+        raise TypeError(f"xs must be a list of numbers, got {describe(xs)}")
     values = [Value(x) for x in xs]
     out = fn(values)
     if not isinstance(out, Value):

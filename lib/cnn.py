@@ -252,12 +252,14 @@ def train_lenet(X: np.ndarray, y: np.ndarray, *, epochs: int = 40, max_shift: in
                 lr: float = 3e-3, batch_size: int = 64, val: tuple[np.ndarray, np.ndarray] | None = None,
                 progress: bool = True, **lenet_kwargs) -> tuple[LeNet, History]:
     """Train a fresh ``LeNet`` the chapter-04 way: random shifts of up to ``max_shift`` pixels,
-    AdamW + cosine schedule + label smoothing (``lib.mlp.train_classifier``).
+    AdamW + cosine schedule + label smoothing (``lib.recipes.train_classifier``).
 
     ``X: (n, 1, 8, 8)`` in [0, 1], ``y: (n,)``. Returns the trained model (in ``eval()`` mode) and
-    its ``History``. The same ``seed`` gives the same initial weights, batches and shifts.
+    its ``History``. The same ``seed`` gives the same initial weights, batches and shifts, whatever
+    ran before (``lib.device.seeded``).
     """
-    from lib.mlp import train_classifier
+    from lib.device import seeded
+    from lib.recipes import train_classifier
 
     if not isinstance(X, (np.ndarray, torch.Tensor)):
         raise TypeError(f"X must be a NumPy array or tensor of shape (n, 1, 8, 8); got {describe(X)}")
@@ -265,8 +267,8 @@ def train_lenet(X: np.ndarray, y: np.ndarray, *, epochs: int = 40, max_shift: in
         raise ValueError(f"X must have shape (n, 1, 8, 8); got {tuple(X.shape)}")
     _check_max_shift(max_shift)
     require_int("seed", seed, 0)
-    torch.manual_seed(seed)
-    model = LeNet(**lenet_kwargs)
+    with seeded(seed):
+        model = LeNet(**lenet_kwargs)
     history = train_classifier(model, X, y, epochs=epochs, lr=lr, batch_size=batch_size,
                                augment=ShiftAugment(max_shift, seed) if max_shift else None,
                                val=val, seed=seed, progress=progress)
@@ -275,21 +277,22 @@ def train_lenet(X: np.ndarray, y: np.ndarray, *, epochs: int = 40, max_shift: in
 
 # --------------------------------------------------------------------------- Keras
 def keras_lenet(num_classes: int = 10, channels: tuple[int, int] = (32, 64), hidden: int = 128,
-                dropout: float = 0.25, max_shift: int = 1, seed: int = 0):
+                dropout: float = 0.25, max_shift: int = 1, shift_seed: int = 0):
     """The Keras twin of ``LeNet`` for channels-last images ``(batch, 8, 8, 1)``; returns logits.
 
     ``max_shift > 0`` puts a ``RandomTranslation`` layer first (active only in training), the
     Keras counterpart of ``random_shift``: nearest-pixel moves of up to ``max_shift`` pixels,
-    zero fill.
+    zero fill, its draws seeded by ``shift_seed``. Initial weights and dropout come from Keras'
+    global generator: call ``lib.device.seed_everything`` first.
     """
     from lib.keras_models import load_keras
 
-    keras = load_keras(seed)
+    keras = load_keras()
     L = keras.layers
     layers = [keras.Input(shape=(8, 8, 1))]
     if max_shift:
         f = max_shift / 8
-        layers.append(L.RandomTranslation(f, f, fill_mode="constant", interpolation="nearest", seed=seed))
+        layers.append(L.RandomTranslation(f, f, fill_mode="constant", interpolation="nearest", seed=shift_seed))
     for c in channels:
         layers += [L.Conv2D(c, 3, padding="same", use_bias=False), L.BatchNormalization(),
                    L.ReLU(), L.MaxPooling2D(2)]

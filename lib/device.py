@@ -1,10 +1,13 @@
 """Where computations run, and how to make them repeatable.
 
 ``get_device()`` picks CUDA, then Apple MPS, then CPU, so that every notebook runs unchanged on a
-laptop or a GPU machine. ``seed_everything`` seeds every random generator the course uses.
+laptop or a GPU machine; ``model_device(model)`` says where a model is (computations follow it).
+``seed_everything`` seeds every random generator the course uses, and is the only function that
+does; ``seeded(seed)`` runs a block seeded without disturbing the caller's random state.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as metadata
 import os
 import platform
@@ -13,6 +16,9 @@ import sys
 
 import numpy as np
 import torch
+from torch import nn
+
+from lib.validate import require_module
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -42,8 +48,22 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
+def model_device(model: nn.Module) -> torch.device:
+    """The device ``model`` lives on: that of its first parameter, else of its first buffer, else the CPU
+    (a model with no state, e.g. ``nn.Identity``, runs wherever its input is; the CPU is where inputs
+    start). The one way the course asks where a model is: computations follow the model (or input)."""
+    require_module("model", model)
+    for tensor in (next(model.parameters(), None), next(model.buffers(), None)):
+        if tensor is not None:
+            return tensor.device
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0, deterministic: bool = True, keras: bool = True) -> None:
     """Seed Python, NumPy, PyTorch (CPU and CUDA) and, if already imported, TensorFlow/Keras.
+
+    The only function of the course that seeds the global generators: notebooks call it, library
+    functions take a ``seed`` or a ``torch.Generator`` instead (or run in ``seeded(seed)``).
 
     With ``deterministic=True`` PyTorch is asked to use deterministic algorithms (``warn_only`` so
     that an op without a deterministic version warns instead of failing on a GPU).
@@ -52,8 +72,9 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or not 0 <= seed < 2 ** 32:
         raise ValueError(f"seed must be a non-negative int below 2**32 (NumPy's limit), got {seed!r}")
-    if not isinstance(deterministic, (bool, np.bool_)):
-        raise TypeError(f"deterministic must be True or False, got {deterministic!r}")
+    for name, flag in (("deterministic", deterministic), ("keras", keras)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     seed = int(seed)  # random.seed refuses NumPy ints
     random.seed(seed)
     np.random.seed(seed)
@@ -64,10 +85,35 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
         # cuBLAS needs this for deterministic matrix products on CUDA >= 10.2
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if "keras" in sys.modules:
+    if keras and "keras" in sys.modules:
         sys.modules["keras"].utils.set_random_seed(seed)
-    elif "tensorflow" in sys.modules:
+    elif keras and "tensorflow" in sys.modules:
         sys.modules["tensorflow"].random.set_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """``with seeded(seed):`` runs the block with Python's, NumPy's and PyTorch's global generators
+    seeded by ``seed_everything(seed)``, then puts the caller's generator states back.
+
+    For library functions that must draw from the global generators (a module's initial weights,
+    dropout masks): the result depends on ``seed`` alone, not on what ran before, and the caller's
+    random stream is not disturbed. TensorFlow's generator is left alone (it cannot be restored).
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    hash_seed = os.environ.get("PYTHONHASHSEED")
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        seed_everything(seed, deterministic=False, keras=False)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+            if hash_seed is None:
+                os.environ.pop("PYTHONHASHSEED", None)
+            else:
+                os.environ["PYTHONHASHSEED"] = hash_seed
 
 
 def package_version(name: str) -> str:

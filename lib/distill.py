@@ -4,13 +4,15 @@
 - ``distillation_loss``: ``alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(p_T^teacher || p_T^student)``
   (Hinton, Vinyals & Dean 2015). The ``T^2`` keeps the soft term's gradients the same size at every
   temperature: the gradient of the KL term shrinks like ``1/T^2`` once ``T`` is large.
-- ``train_classifier``: one short training loop for the teacher (hard labels, optional augmentation)
-  and for students (hard labels, or distillation when the teacher's logits are given).
-- ``count_parameters``, ``state_dict_bytes``, ``cpu_latency``, ``gap_recovered``: the compression table.
+- ``distillation(T, alpha)``: that loss as the ``soft_loss`` of ``lib.recipes.train_classifier``, which
+  trains the teacher, the students from scratch and the distilled students alike.
+- ``logits_of``, ``accuracy``, ``state_dict_bytes``, ``cpu_latency``, ``gap_recovered``: the
+  compression table (parameters are counted by ``lib.train.count_parameters``).
 - ``keras_student`` / ``keras_distiller``: the Keras version, a ``Distiller`` with its own ``train_step``.
 """
 from __future__ import annotations
 
+import copy
 import io
 import statistics
 import time
@@ -21,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.validate import (check_loss, describe, require_int, require_module, require_number, require_positive_int,
-                          require_positive_number, require_tensor)
+from lib.device import model_device
+from lib.train import eval_mode
+from lib.validate import (require_int, require_module, require_number, require_positive_int, require_positive_number,
+                          require_tensor)
 
 
 def _check_logits(name: str, t: torch.Tensor) -> None:
@@ -83,79 +87,33 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 # --------------------------------------------------------------------------- training
-def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 60,
-                     lr: float = 5e-3, batch_size: int = 128, weight_decay: float = 0.0, seed: int = 0,
-                     teacher_logits: torch.Tensor | None = None, T: float = 4.0, alpha: float = 0.1,
-                     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
-                     ) -> list[float]:
-    """Train ``model`` on ``X: (n, ...)``, ``y: (n,)`` with AdamW and a one-cycle learning rate.
+def distillation(T: float = 4.0, alpha: float = 0.1) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The ``soft_loss`` for ``lib.recipes.train_classifier``: ``loss(student_logits, y, teacher_logits)``
+    is ``distillation_loss`` at temperature ``T`` with weight ``alpha`` on the hard labels.
 
-    Without ``teacher_logits`` the loss is cross-entropy on ``y`` (a teacher, or a student from
-    scratch). With ``teacher_logits: (n, classes)`` (the teacher's outputs on the same ``X``, computed
-    once) the loss is ``distillation_loss`` with ``T`` and ``alpha``. ``augment(x_batch, generator)``
-    transforms each batch (hard-label training only: stored teacher logits belong to the unaugmented
-    images). ``seed`` fixes the batch order and augmentation; seed the initial weights yourself.
-    Returns the mean training loss of each epoch. This loop rather than ``lib.train.fit``: the
-    distillation loss needs the teacher's logits of exactly the images in each batch.
-    """
-    require_module("model", model)
-    require_positive_int("epochs", epochs)
-    require_tensor("X", X, kind="float")
-    require_tensor("y", y, "n", (len(X),), kind="int")
-    if len(X) == 0:
-        raise ValueError("X is empty: there is nothing to train on")
-    require_positive_int("batch_size", batch_size)
-    require_positive_number("lr", lr)
-    require_number("weight_decay", weight_decay, low=0)
-    if augment is not None and not callable(augment):
-        raise TypeError(f"augment must be a function augment(x_batch, generator) or None, got {describe(augment)}")
-    if teacher_logits is not None:
-        require_tensor("teacher_logits", teacher_logits, kind="float")
-        _check_temperature(T)
-        _check_alpha(alpha)
-        if teacher_logits.ndim != 2 or len(teacher_logits) != len(X):
-            raise ValueError(f"teacher_logits must have shape ({len(X)}, classes); "
-                             f"got {tuple(teacher_logits.shape)}")
-        if augment is not None:
-            raise ValueError("augment cannot be combined with stored teacher_logits (they were "
-                             "computed on the unaugmented images)")
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = -(-len(X) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch)
-    losses = []
-    for epoch in range(epochs):
-        model.train()
-        total = 0.0
-        for i, idx in enumerate(torch.randperm(len(X), generator=g).split(batch_size)):
-            idx = idx.to(X.device)
-            xb = X[idx] if augment is None else augment(X[idx], g)
-            out = model(xb)
-            if teacher_logits is None:
-                loss = F.cross_entropy(out, y[idx])
-            else:
-                loss = distillation_loss(out, teacher_logits[idx], y[idx], T=T, alpha=alpha)
-            check_loss(loss, f"epoch {epoch + 1}/{epochs}, batch {i + 1}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            schedule.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / len(X))
-    model.eval()
-    return losses
+    ``train_classifier(student, X, y, soft_targets=teacher_logits, soft_loss=distillation(T, alpha))``
+    trains a student on the teacher's logits of the same images (computed once, unaugmented)."""
+    _check_temperature(T)
+    _check_alpha(alpha)
+
+    def loss(student_logits: torch.Tensor, target: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        return distillation_loss(student_logits, teacher_logits, target, T=T, alpha=alpha)
+
+    loss.__name__ = f"distillation(T={T}, alpha={alpha})"
+    return loss
 
 
 @torch.no_grad()
 def logits_of(model: nn.Module, X: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """``model``'s logits on ``X`` in evaluation mode, batch by batch: ``(n, classes)``."""
+    """``model``'s logits on ``X`` in evaluation mode, batch by batch: ``(n, classes)`` on ``X``'s device."""
     require_module("model", model)
     require_tensor("X", X)
     require_positive_int("batch_size", batch_size)
     if len(X) == 0:
         raise ValueError("X is empty")
-    model.eval()
-    return torch.cat([model(xb) for xb in X.split(batch_size)])
+    device = model_device(model)
+    with eval_mode(model):
+        return torch.cat([model(xb.to(device)).to(X.device) for xb in X.split(batch_size)])
 
 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
@@ -168,12 +126,6 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
 
 
 # --------------------------------------------------------------------------- compression table
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    require_module("model", model)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def state_dict_bytes(model: nn.Module) -> int:
     """Size in bytes of ``torch.save(model.state_dict())``: what the model costs on disk."""
     require_module("model", model)
@@ -186,21 +138,24 @@ def state_dict_bytes(model: nn.Module) -> int:
 def cpu_latency(model: nn.Module, x: torch.Tensor, repeats: int = 30, warmup: int = 3) -> float:
     """Median wall time in seconds of one forward pass of ``model`` on ``x`` (a batch), on the CPU.
 
-    Machine- and load-dependent: report it, never compare it in a test.
+    Machine- and load-dependent: report it, never compare it in a test. A model on another device is
+    timed as a CPU copy; ``model`` itself stays where it is, in the mode it was in.
     """
     require_module("model", model)
     require_tensor("x", x)
     require_int("repeats", repeats, 1)
     require_int("warmup", warmup, 0)
-    model = model.to("cpu").eval()
+    if model_device(model).type != "cpu":
+        model = copy.deepcopy(model).to("cpu")
     x = x.to("cpu")
-    for _ in range(warmup):
-        model(x)
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
+    with eval_mode(model):
+        for _ in range(warmup):
+            model(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
@@ -218,11 +173,12 @@ def gap_recovered(teacher_err: float, student_err: float, distilled_err: float) 
 
 
 # --------------------------------------------------------------------------- Keras
-def keras_student(channels: tuple[int, int] = (8, 16), hidden: int = 32, num_classes: int = 10, seed: int = 0):
-    """The student in Keras: the same small LeNet, on ``(batch, 8, 8, 1)`` images (channels last)."""
+def keras_student(channels: tuple[int, int] = (8, 16), hidden: int = 32, num_classes: int = 10):
+    """The student in Keras: the same small LeNet, on ``(batch, 8, 8, 1)`` images (channels last).
+    Initial weights come from Keras' global generator: call ``lib.device.seed_everything`` first."""
     from lib.keras_models import load_keras
 
-    keras = load_keras(seed)
+    keras = load_keras()
     L = keras.layers
     layers = [keras.Input((8, 8, 1))]
     for c in channels:
@@ -246,7 +202,7 @@ def keras_distiller(student, T: float = 4.0, alpha: float = 0.1):
 
     _check_temperature(T)
     _check_alpha(alpha)
-    keras = load_keras(seed=None)
+    keras = load_keras()
     import tensorflow as tf  # already imported by load_keras; train_step needs its GradientTape
 
     class Distiller(keras.Model):

@@ -5,7 +5,7 @@ plus pooling and a linear head. Three ways to train it on ``n`` labelled names: 
 encoder), fine-tuned (pretrained encoder, every weight trained), linear probe (pretrained encoder
 frozen, only the head trained). Shapes: ``B`` batch, ``T`` length, ``d`` width, ``C`` classes.
 
-- ``Classifier``, ``freeze``/``unfreeze``, ``count_parameters``;
+- ``Classifier``, ``freeze``/``unfreeze`` (parameters are counted by ``lib.train.count_parameters``);
 - ``finetune`` and ``linear_probe`` (through ``lib.train.fit``, class-weighted cross-entropy),
   ``encode_features``, ``predict_labels``;
 - the labelled task: ``gender_task`` (which census list a first name is on), ``balanced_subset``;
@@ -22,11 +22,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lib.data import check_split, make_loader
+from lib.device import model_device, seeded
 from lib.mlm import check_ids, encoder_sizes, length_buckets, trim_padding
+from lib.recipes import adamw, class_weights
 from lib.text import CharVocab, load_names, names_split
-from lib.train import History, fit
-from lib.validate import (describe, model_device, require_int, require_module, require_positive_int,
-                          require_probability, require_tensor, resolve_device)
+from lib.train import History, eval_mode, fit
+from lib.validate import (describe, require_int, require_module, require_positive_int, require_probability,
+                          require_tensor, resolve_device)
 
 
 class Classifier(nn.Module):
@@ -87,20 +89,13 @@ def unfreeze(module: nn.Module) -> nn.Module:
     return module
 
 
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (only those with ``requires_grad`` if ``trainable_only``)."""
-    require_module("module", module)
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
 def class_weighted_ce(labels: torch.Tensor, n_classes: int) -> Callable:
-    """Cross-entropy with weights ``N / (C * count_c)``, so each class counts equally in the loss.
+    """Cross-entropy with ``lib.recipes.class_weights(labels)``, so each class counts equally in the loss.
 
     With balanced ``labels`` every weight is 1 and this is plain cross-entropy.
     """
     _check_labels(labels, n_classes)
-    counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
-    weight = len(labels) / (n_classes * counts)
+    weight = torch.from_numpy(class_weights(labels, n_classes))
     return lambda output, target: F.cross_entropy(output, target, weight=weight.to(output.device))
 
 
@@ -132,7 +127,8 @@ def finetune(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, *, epoch
              bucket: bool = False, progress: bool = False,
              device: torch.device | str | None = None) -> History:
     """Train every trainable parameter of ``model`` on ``(ids: (N, T), labels: (N,))`` with
-    ``lib.train.fit`` and a class-weighted cross-entropy. Frozen parameters stay as they are.
+    ``lib.train.fit``, ``lib.recipes.adamw`` (weight decay 0.01 on matrices) and a class-weighted
+    cross-entropy. Frozen parameters stay as they are. ``seed`` fixes the batches and dropout.
 
     ``bucket=True`` groups names of similar length in a batch (less padding, faster on large sets).
     """
@@ -143,14 +139,13 @@ def finetune(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, *, epoch
     _check_labels(labels, n_classes)
     require_positive_int("batch_size", batch_size)
     require_int("seed", seed, 0)
-    torch.manual_seed(seed)  # dropout masks
     if bucket:
         loader = DataLoader(TensorDataset(ids, labels), batch_sampler=_BucketSampler(ids, batch_size, seed))
     else:
         loader = make_loader(ids, labels, batch_size=batch_size, shuffle=True, seed=seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    return fit(model, loader, epochs=epochs, optimizer=torch.optim.AdamW(params, lr=lr),
-               loss_fn=class_weighted_ce(labels, n_classes), progress=progress, device=device)
+    with seeded(seed):  # dropout masks
+        return fit(model, loader, epochs=epochs, optimizer=adamw(model, lr, weight_decay=0.01),
+                   loss_fn=class_weighted_ce(labels, n_classes), progress=progress, device=device)
 
 
 @torch.no_grad()
@@ -162,13 +157,10 @@ def encode_features(model: Classifier, ids: torch.Tensor, batch_size: int = 1024
     require_positive_int("batch_size", batch_size)
     if not len(ids):
         raise ValueError("ids is empty")
-    was_training = model.training
-    model.eval()
     device = model_device(model)
-    out = torch.cat([model.features(ids[i:i + batch_size].to(device)).cpu()
-                     for i in range(0, len(ids), batch_size)])
-    model.train(was_training)
-    return out
+    with eval_mode(model):
+        return torch.cat([model.features(ids[i:i + batch_size].to(device)).cpu()
+                          for i in range(0, len(ids), batch_size)])
 
 
 def linear_probe(model: Classifier, ids: torch.Tensor, labels: torch.Tensor, *, epochs: int,
@@ -186,10 +178,10 @@ def linear_probe(model: Classifier, ids: torch.Tensor, labels: torch.Tensor, *, 
     device = resolve_device(device)
     freeze(model.encoder).to(device)
     features = encode_features(model.to(device), ids)
-    torch.manual_seed(seed)
     loader = make_loader(features, labels, batch_size=batch_size, shuffle=True, seed=seed)
-    return fit(model.head, loader, epochs=epochs, lr=lr, loss_fn=class_weighted_ce(labels, n_classes),
-               progress=False, device=device)
+    with seeded(seed):  # dropout masks
+        return fit(model.head, loader, epochs=epochs, lr=lr, loss_fn=class_weighted_ce(labels, n_classes),
+                   progress=False, device=device)
 
 
 @torch.no_grad()
@@ -201,13 +193,10 @@ def predict_labels(model: nn.Module, ids: torch.Tensor, batch_size: int = 1024) 
     require_positive_int("batch_size", batch_size)
     if not len(ids):
         raise ValueError("ids is empty")
-    was_training = model.training
-    model.eval()
     device = model_device(model)
-    out = torch.cat([model(ids[i:i + batch_size].to(device)).argmax(-1).cpu()
-                     for i in range(0, len(ids), batch_size)])
-    model.train(was_training)
-    return out
+    with eval_mode(model):
+        return torch.cat([model(ids[i:i + batch_size].to(device)).argmax(-1).cpu()
+                          for i in range(0, len(ids), batch_size)])
 
 
 # --------------------------------------------------------------------------- the labelled task
@@ -259,15 +248,16 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     return torch.from_numpy(np.sort(chosen))
 
 
-def keras_head(d_in: int, n_classes: int = 2, hidden: int = 32, dropout: float = 0.1, seed: int = 0):
+def keras_head(d_in: int, n_classes: int = 2, hidden: int = 32, dropout: float = 0.1):
     """The fine-tuning head in Keras: ``(batch, d_in)`` frozen features -> class probabilities.
 
     Dense(hidden, relu) -> Dropout -> Dense(n_classes, softmax), compiled with Adam and sparse
-    categorical cross-entropy. Keras is imported here, lazily, through ``lib.keras_models``.
+    categorical cross-entropy. Keras is imported here, lazily, through ``lib.keras_models``; initial
+    weights and dropout come from its global generator (call ``lib.device.seed_everything`` first).
     """
     from lib.keras_models import load_keras
 
-    keras = load_keras(seed)
+    keras = load_keras()
     model = keras.Sequential([keras.Input(shape=(d_in,)),
                               keras.layers.Dense(hidden, activation="relu"),
                               keras.layers.Dropout(dropout),

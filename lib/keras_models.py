@@ -12,14 +12,13 @@ import os
 import sys
 
 
-def load_keras(seed: int | None = 0):
+def load_keras():
     """Import and return ``keras`` (TensorFlow backend) with TensorFlow's log noise turned down.
 
-    ``seed`` (if not None) seeds Python, NumPy and TensorFlow through ``keras.utils.set_random_seed``.
+    Nothing is seeded here: a Keras model's initial weights and dropout come from TensorFlow's global
+    generator, which the notebook seeds with ``lib.device.seed_everything(seed)`` after this import
+    (``seed_everything`` seeds Keras once it is loaded), as for PyTorch.
     """
-    from lib.validate import require_int
-
-    seed = None if seed is None else require_int("seed", seed, 0, 2 ** 32 - 1)  # checked before the slow import
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # C++ INFO/WARNING lines off
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bitwise-repeatable CPU results
@@ -34,14 +33,12 @@ def load_keras(seed: int | None = 0):
             tf.get_logger().setLevel("ERROR")
             tf.constant(0.0) + 1.0  # the first op logs too (device discovery); let it log here
     import keras
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
     return keras
 
 
 def keras_version() -> str:
     """``'keras X / tensorflow Y'`` once loaded (loading it if needed)."""
-    keras = load_keras(seed=None)
+    keras = load_keras()
     import tensorflow as tf
 
     return f"keras {keras.__version__} / tensorflow {tf.__version__}"

@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.device import model_device
 from lib.text import CharVocab, lm_tensors
-from lib.validate import (describe, model_device, require_ids, require_int, require_module, require_number,
-                          require_tensor, require_texts)
+from lib.train import eval_mode
+from lib.validate import (describe, require_ids, require_int, require_module, require_number, require_tensor,
+                          require_texts)
 
 
 def _check_vocab(vocab) -> None:
@@ -70,17 +72,15 @@ def nll_per_char(model: nn.Module, names: list[str], vocab: CharVocab, batch_siz
     batch_size = require_int("batch_size", batch_size, 1)
     if not len(names):
         raise ValueError("names is empty")
-    was_training = model.training
-    model.eval()
-    device = model_device(model)
-    total, count = 0.0, 0
-    for start in range(0, len(names), batch_size):
-        x, y = lm_tensors(names[start:start + batch_size], vocab)
-        logits = model(x.to(device))
-        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).double(), y.to(device).reshape(-1),
-                                       ignore_index=-100, reduction="sum"))
-        count += int((y != -100).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        device = model_device(model)
+        total, count = 0.0, 0
+        for start in range(0, len(names), batch_size):
+            x, y = lm_tensors(names[start:start + batch_size], vocab)
+            logits = model(x.to(device))
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).double(), y.to(device).reshape(-1),
+                                           ignore_index=-100, reduction="sum"))
+            count += int((y != -100).sum())
     return total / count
 
 
@@ -101,29 +101,27 @@ def sample(model: nn.Module, vocab: CharVocab, n: int = 10, temperature: float =
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a string, got {describe(prefix)}")
     require_int("seed", seed, 0)
-    was_training = model.training
-    model.eval()
-    device = model_device(model)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    start = [vocab.bos, *vocab.encode(prefix, boundaries=False)]
-    ids = torch.tensor([start] * n, dtype=torch.long)
-    done = torch.zeros(n, dtype=torch.bool)
-    window = getattr(getattr(model, "config", None), "max_len", None)  # a GPT sees at most max_len tokens
-    for _ in range(max_len - len(prefix)):
-        context = ids if window is None else ids[:, -window:]
-        logits = model(context.to(device))[:, -1].double().cpu()
-        # only letters and the end mark may follow; never padding or the mask token
-        logits[:, [vocab.pad, vocab.mask]] = -math.inf
-        if temperature == 0:
-            nxt = logits.argmax(1)
-        else:
-            nxt = torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=generator)[:, 0]
-        nxt = torch.where(done, torch.full_like(nxt, vocab.pad), nxt)
-        done |= nxt == vocab.bos
-        ids = torch.cat([ids, nxt[:, None]], dim=1)
-        if done.all():
-            break
-    model.train(was_training)
+    with eval_mode(model):
+        device = model_device(model)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        start = [vocab.bos, *vocab.encode(prefix, boundaries=False)]
+        ids = torch.tensor([start] * n, dtype=torch.long)
+        done = torch.zeros(n, dtype=torch.bool)
+        window = getattr(getattr(model, "config", None), "max_len", None)  # a GPT sees at most max_len tokens
+        for _ in range(max_len - len(prefix)):
+            context = ids if window is None else ids[:, -window:]
+            logits = model(context.to(device))[:, -1].double().cpu()
+            # only letters and the end mark may follow; never padding or the mask token
+            logits[:, [vocab.pad, vocab.mask]] = -math.inf
+            if temperature == 0:
+                nxt = logits.argmax(1)
+            else:
+                nxt = torch.multinomial(torch.softmax(logits / temperature, 1), 1, generator=generator)[:, 0]
+            nxt = torch.where(done, torch.full_like(nxt, vocab.pad), nxt)
+            done |= nxt == vocab.bos
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            if done.all():
+                break
     return [vocab.decode(row[1:]).split(vocab.BOS)[0] for row in ids]
 
 
@@ -132,18 +130,21 @@ def train_lm(model: nn.Module, train_names: list[str], val_names: list[str], voc
              seed: int = 0, device: torch.device | str | None = None, progress: bool = True):
     """Train a character LM with the course's recipe; returns ``lib.train.History``.
 
-    AdamW with a cosine-decayed learning rate, global gradient norm clipped at 1 (recorded as
-    ``grad_norm``), shuffled batches reproducible under ``seed``, and the weights of the epoch with
-    the lowest validation loss restored at the end (early stopping without stopping early).
+    ``lib.recipes.adamw`` (weight decay on matrices only) with a learning rate decayed by a cosine over
+    the steps, global gradient norm clipped at 1 (recorded as ``grad_norm``), and the weights of the
+    epoch with the lowest validation loss restored at the end (early stopping without stopping
+    early). ``seed`` fixes the batch order and dropout (``lib.device.seeded``); seed the model's
+    initial weights yourself.
     """
     from lib.data import make_loader
+    from lib.device import seeded
+    from lib.recipes import adamw, cosine
     from lib.train import fit
 
     require_texts("train_names", train_names)
     require_texts("val_names", val_names)
     train_loader = make_loader(*lm_tensors(train_names, vocab), batch_size=batch_size, shuffle=True, seed=seed)
     val_loader = make_loader(*lm_tensors(val_names, vocab), batch_size=512)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    return fit(model, train_loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler, loss_fn=lm_loss,
-               val_loader=val_loader, clip_grad=1.0, device=device, progress=progress)
+    with seeded(seed):
+        return fit(model, train_loader, epochs=epochs, optimizer=adamw(model, lr, weight_decay), schedule=cosine,
+                   loss_fn=lm_loss, val_loader=val_loader, clip_grad=1.0, device=device, progress=progress)

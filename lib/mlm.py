@@ -8,8 +8,9 @@ boundary 1, mask 2, letters from 3 on; a ``pad_mask`` is True at padding, as in 
 - ``mask_tokens``: choose positions with probability ``rate``; of those 80% become the mask id,
   10% a random letter, 10% stay as they are (the "80/10/10 rule"). Targets are ``-100`` elsewhere.
 - ``mlm_loss``: cross-entropy averaged over the chosen positions only.
-- ``MaskedLM`` (encoder + BERT's MLM head), ``pretrain`` (dynamic masking, length-bucketed
-  batches), ``evaluate_mlm`` (held-out loss and accuracy), ``fill_masks`` (the model's guesses).
+- ``MaskedLM`` (encoder + BERT's MLM head); ``MaskedBatches`` (length-bucketed batches, masked
+  afresh every time) and ``mlm_step``, with which ``pretrain`` trains through ``lib.train.fit``;
+  ``evaluate_mlm`` (held-out loss and accuracy), ``fill_masks`` (the model's guesses).
 
 Fine-tuning the pretrained encoder on labels lives in ``lib.finetuning``.
 """
@@ -20,12 +21,13 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from lib.device import model_device
+from lib.recipes import adamw, warmup_cosine
 from lib.text import CharVocab
-from lib.train import History
-from lib.validate import (describe, model_device, require_ids, require_int, require_module, require_number,
-                          require_positive_int, require_positive_number, require_tensor, resolve_device)
+from lib.train import History, eval_mode, fit
+from lib.validate import (describe, require_ids, require_int, require_module, require_number, require_positive_int,
+                          require_tensor)
 
 IGNORE = -100  # target value that F.cross_entropy skips (ignore_index)
 
@@ -161,55 +163,69 @@ def length_buckets(ids: torch.Tensor, batch_size: int, generator: torch.Generato
     return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
 
 
-def pretrain(model: MaskedLM, ids: torch.Tensor, *, epochs: int = 1, batch_size: int = 256,
-             lr: float = 2e-3, rate: float = 0.15, warmup: float = 0.05, seed: int = 0,
-             device: torch.device | str | None = None, progress: bool = True) -> History:
-    """MLM pretraining with dynamic masking (a fresh mask for every batch, as in RoBERTa).
+class MaskedBatches:
+    """An epoch of MLM batches ``(inputs, targets)``, each ``(B, T')`` int64, for ``lib.train.fit``.
 
-    ``ids: (N, T)`` unlabeled sequences, batched by ``length_buckets``. AdamW with a linear warm-up
-    over the first ``warmup`` share of steps, then cosine decay to zero. Returns a ``History`` with
-    one record per *step*: ``loss`` (masked positions only) and ``accuracy`` (share of masked
-    letters predicted right).
+    Every pass over it draws new ``length_buckets`` of ``ids: (N, T)``, trims each batch's padding
+    and masks it afresh with ``mask_tokens`` (dynamic masking, as in RoBERTa: the model never sees
+    the same corruption of a name twice). All draws come from ``generator``, in order, so a seeded
+    generator gives the same batches on any machine.
     """
+
+    def __init__(self, ids: torch.Tensor, vocab_size: int, batch_size: int, *, rate: float = 0.15,
+                 pad_id: int = 0, generator: torch.Generator | None = None) -> None:
+        check_ids(ids)
+        if not len(ids):
+            raise ValueError("ids is empty: there is nothing to pretrain on")
+        require_positive_int("batch_size", batch_size)
+        require_number("rate", rate, low=0, high=1, low_open=True)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
+        self.ids, self.vocab_size, self.batch_size = ids, vocab_size, batch_size
+        self.rate, self.pad_id, self.generator = rate, pad_id, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.ids) / self.batch_size)
+
+    def __iter__(self):
+        for rows in length_buckets(self.ids, self.batch_size, self.generator, pad_id=self.pad_id):
+            batch, = trim_padding(self.ids[rows], pad_id=self.pad_id)
+            yield mask_tokens(batch, self.vocab_size, rate=self.rate, generator=self.generator)
+
+
+def mlm_step(model: MaskedLM, batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """The ``lib.train.fit`` step of MLM pretraining: ``mlm_loss`` of ``model(inputs)`` on a batch
+    ``(inputs, targets)``, weighted by the number of masked positions, with ``accuracy`` the share of
+    masked letters predicted right."""
+    inputs, targets = batch
+    logits = model(inputs)
+    chosen = targets != IGNORE
+    n = int(chosen.sum())
+    accuracy = float((logits.detach().argmax(-1)[chosen] == targets[chosen]).float().mean()) if n else 0.0
+    return {"loss": mlm_loss(logits, targets), "n": n, "accuracy": accuracy}
+
+
+def pretrain(model: MaskedLM, ids: torch.Tensor, *, epochs: int = 1, batch_size: int = 256,
+             lr: float = 2e-3, rate: float = 0.15, warmup: float = 0.05, weight_decay: float = 0.01,
+             seed: int = 0, device: torch.device | str | None = None, progress: bool = True) -> History:
+    """MLM pretraining: ``lib.train.fit`` with ``mlm_step`` over ``MaskedBatches`` of ``ids: (N, T)``.
+
+    ``lib.recipes.adamw`` (``weight_decay`` on matrices) with ``warmup_cosine(warmup)``: a linear
+    warm-up over the first ``warmup`` share of the steps, then cosine decay to zero. ``seed`` fixes
+    the batches, the masks and dropout. Returns the ``History``: per epoch ``train_loss`` (masked
+    positions only) and ``train_accuracy``; per optimizer step the same in ``history.steps``.
+    """
+    from lib.device import seeded
+
     _check_masked_lm(model)
-    check_ids(ids)
-    if not len(ids):
-        raise ValueError("ids is empty: there is nothing to pretrain on")
     require_positive_int("epochs", epochs)
-    require_positive_int("batch_size", batch_size)
-    require_positive_number("lr", lr)
     require_number("warmup", warmup, low=0, high=1, high_open=True)
-    require_number("rate", rate, low=0, high=1, low_open=True)
-    device = resolve_device(device)
-    model.to(device).train()
-    vocab_size = model.head[-1].out_features
-    generator = torch.Generator().manual_seed(seed)
-    total = epochs * math.ceil(len(ids) / batch_size)
-    warm = max(1, int(warmup * total))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, 0.5 * (
-        1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))) if s >= warm else 1.0))
-    history = History()
-    bar = tqdm(total=total, desc="MLM steps", disable=not progress)
-    for _ in range(epochs):
-        for rows in length_buckets(ids, batch_size, generator, pad_id=model.pad_id):
-            batch, = trim_padding(ids[rows], pad_id=model.pad_id)
-            inputs, targets = mask_tokens(batch, vocab_size, rate=rate, generator=generator)
-            inputs, targets = inputs.to(device), targets.to(device)
-            logits = model(inputs)
-            loss = mlm_loss(logits, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            chosen = targets != IGNORE
-            correct = (logits.argmax(-1)[chosen] == targets[chosen]).float().mean()
-            history.log(loss=loss.item(), accuracy=correct.item())
-            bar.update()
-            if bar.n % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    return history
+    require_int("seed", seed, 0)
+    batches = MaskedBatches(ids, model.head[-1].out_features, batch_size, rate=rate, pad_id=model.pad_id,
+                            generator=torch.Generator().manual_seed(seed))
+    with seeded(seed):  # dropout masks
+        return fit(model, batches, epochs=epochs, step=mlm_step, optimizer=adamw(model, lr, weight_decay),
+                   schedule=warmup_cosine(warmup), device=device, progress=progress)
 
 
 @torch.no_grad()
@@ -228,19 +244,17 @@ def evaluate_mlm(model: MaskedLM, ids: torch.Tensor, *, rate: float = 0.15, seed
     require_number("rate", rate, low=0, high=1, low_open=True)
     generator = torch.Generator().manual_seed(seed)
     device = model_device(model)
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
-    for start in range(0, len(ids), batch_size):
-        batch, = trim_padding(ids[start:start + batch_size], pad_id=model.pad_id)
-        inputs, targets = mask_tokens(batch, vocab_size, rate=rate, generator=generator)
-        logits, targets = model(inputs.to(device)), targets.to(device)
-        chosen = targets != IGNORE
-        loss_sum += float(F.cross_entropy(logits[chosen], targets[chosen], reduction="sum"))
-        best = logits[chosen].topk(top_k, dim=-1).indices                    # (|M|, top_k)
-        correct += int((best == targets[chosen].unsqueeze(-1)).any(-1).sum())
-        count += int(chosen.sum())
-    model.train(was_training)
+    with eval_mode(model):
+        loss_sum, correct, count = 0.0, 0, 0
+        for start in range(0, len(ids), batch_size):
+            batch, = trim_padding(ids[start:start + batch_size], pad_id=model.pad_id)
+            inputs, targets = mask_tokens(batch, vocab_size, rate=rate, generator=generator)
+            logits, targets = model(inputs.to(device)), targets.to(device)
+            chosen = targets != IGNORE
+            loss_sum += float(F.cross_entropy(logits[chosen], targets[chosen], reduction="sum"))
+            best = logits[chosen].topk(top_k, dim=-1).indices                    # (|M|, top_k)
+            correct += int((best == targets[chosen].unsqueeze(-1)).any(-1).sum())
+            count += int(chosen.sum())
     if count == 0:
         raise ValueError(f"no position of the {len(ids)} sequences was masked (too few ordinary tokens at "
                          f"rate={rate}): loss and accuracy are undefined")
@@ -263,10 +277,8 @@ def fill_masks(model: MaskedLM, text: str, vocab: CharVocab | None = None,
         raise ValueError(f"text must contain at least one '*' to fill in; got {text!r}")
     require_int("top_k", top_k, 1, len(vocab) - 3)
     ids = torch.tensor([vocab.encode(text)], device=model_device(model))
-    was_training = model.training
-    model.eval()
-    probs = model(ids)[0].softmax(-1)                   # (T, V)
-    model.train(was_training)
+    with eval_mode(model):
+        probs = model(ids)[0].softmax(-1)                   # (T, V)
     probs[:, :3] = 0.0                                  # only letters are sensible answers
     probs = probs / probs.sum(-1, keepdim=True)
     out = []

@@ -3,7 +3,6 @@
 - ``softmax`` / ``cross_entropy``: numerically stable, NumPy.
 - ``NumpyMLP``: fully connected ReLU network with a hand-written backward pass and SGD.
 - ``MLP``: the same architecture in PyTorch (``MLP.from_numpy`` copies a ``NumpyMLP``'s weights).
-- ``class_weights``: "balanced" weights for an imbalanced training set.
 - ``keras_mlp``: the classic Keras ``Sequential`` MLP, made correct for 8x8 digits.
 """
 from __future__ import annotations
@@ -218,86 +217,20 @@ class MLP(nn.Module):
         return twin
 
 
-def train_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int = 100,
-                     lr: float = 1e-3, batch_size: int = 32, weight_decay: float = 1e-4,
-                     label_smoothing: float = 0.1, augment: nn.Module | None = None,
-                     val: tuple[np.ndarray, np.ndarray] | None = None, patience: int | None = None,
-                     weight: np.ndarray | None = None, seed: int = 0, progress: bool = True):
-    """The course's recipe for small classifiers, on top of ``lib.train.fit``; returns its ``History``.
-
-    AdamW (decoupled weight decay) with a cosine learning-rate schedule over ``epochs``, and
-    cross-entropy with label smoothing (targets ``1 - eps`` / ``eps / k`` instead of 1 / 0, so the
-    network is not pushed to ever larger logits). ``X: (n, ...)`` float inputs, ``y: (n,)`` labels.
-
-    - ``augment``: a module applied to each training batch only (e.g. ``lib.cnn.ShiftAugment``);
-      ``model`` itself stays un-augmented and is what gets evaluated.
-    - ``val``: ``(X_val, y_val)`` for validation curves; with ``patience``, early stopping.
-    - ``weight``: per-class loss weights ``(k,)`` (see ``class_weights``).
-    """
-    import torch.nn.functional as F
-
-    from lib.data import make_loader
-    from lib.train import fit
-
-    if len(X) != len(y):
-        raise ValueError(f"X and y must have the same length; got {len(X)} and {len(y)}")
-    require_probability("label_smoothing", label_smoothing, one_allowed=True)
-    if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
-        raise ValueError(f"val must be a pair (X_val, y_val), got {describe(val)}")
-    if augment is not None and not callable(augment):
-        raise TypeError(f"augment must be a module (or function) applied to each batch, got {describe(augment)}")
-    require_int("seed", seed, 0)
-    weight_t = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
-
-    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        w = None if weight_t is None else weight_t.to(output.device)
-        return F.cross_entropy(output, target, weight=w, label_smoothing=label_smoothing)
-
-    torch.manual_seed(seed)  # dropout masks; the loader and the augmentation carry their own seeds
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    net = model if augment is None else nn.Sequential(augment, model)
-    val_loader = None if val is None else make_loader(*val, batch_size=512)
-    return fit(net, make_loader(X, y, batch_size=batch_size, shuffle=True, seed=seed), epochs=epochs,
-               optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, val_loader=val_loader,
-               patience=patience, progress=progress)
-
-
-def class_weights(y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
-    """"Balanced" class weights ``n / (num_classes * count_c)`` for labels ``y: (n,)``.
-
-    A class seen half as often gets twice the weight, so each class contributes equally to the
-    weighted loss (same formula as scikit-learn's ``class_weight="balanced"``).
-    """
-    y = np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must be a 1-D integer array; got {y.dtype} {y.shape}")
-    if not y.size:
-        raise ValueError("y is empty: there are no classes to weight")
-    if y.min() < 0:
-        raise ValueError(f"y must be class indices >= 0; got {y.min()}")
-    if num_classes is not None and require_int("num_classes", num_classes, 1) <= y.max():
-        raise ValueError(f"num_classes={num_classes} but y holds class {y.max()}")
-    k = int(num_classes or y.max() + 1)
-    counts = np.bincount(y, minlength=k).astype(np.float64)
-    if np.any(counts == 0):
-        raise ValueError(f"every class needs at least one example; counts are {counts.astype(int).tolist()}")
-    return (len(y) / (k * counts)).astype(np.float32)
-
-
 # --------------------------------------------------------------------------- Keras
-def keras_mlp(sizes: Sequence[int] = (64, 128, 10), dropout: float = 0.0, seed: int = 0):
+def keras_mlp(sizes: Sequence[int] = (64, 128, 10), dropout: float = 0.0):
     """The Keras ``Sequential`` twin of ``MLP``, returning logits (compile with ``from_logits=True``).
 
     The classic Keras MNIST MLP assumes 784 inputs, pixels in 0..255 and one-hot labels with
     ``categorical_crossentropy``; for this data it is ``Input(64)``, pixels already in [0, 1],
-    integer labels with ``SparseCategoricalCrossentropy(from_logits=True)``.
+    integer labels with ``SparseCategoricalCrossentropy(from_logits=True)``. Initial weights and
+    dropout come from Keras' global generator: call ``lib.device.seed_everything`` first.
     """
     from lib.keras_models import load_keras
 
     sizes = _check_sizes(sizes)
     require_probability("dropout", dropout)
-    keras = load_keras(seed)
+    keras = load_keras()
     layers = [keras.Input(shape=(sizes[0],))]
     for n_out in sizes[1:-1]:
         layers.append(keras.layers.Dense(n_out, activation="relu"))

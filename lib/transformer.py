@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lib.attention import MultiHeadAttention
+from lib.train import eval_mode
 from lib.validate import is_int, require_ids, require_int, require_probability, require_tensor
 
 
@@ -207,14 +207,12 @@ class Seq2Seq(nn.Module):
         require_int("start", start, 0, self.config.vocab_size - 1)
         # the decoder reads the start token and all but the last generated one: steps tokens in all
         require_int("steps", steps, 0, self.config.max_len)
-        was_training = self.training
-        self.eval()
-        memory, _ = self.encoder.run(src, src_pad_mask, False)
-        out = torch.full((src.shape[0], 1), start, dtype=torch.long, device=src.device)
-        for _ in range(steps):
-            hidden, _ = self.decoder.run(out, None, False, memory, src_pad_mask)
-            out = torch.cat([out, self.head(hidden[:, -1]).argmax(-1, keepdim=True)], dim=1)
-        self.train(was_training)
+        with eval_mode(self):
+            memory, _ = self.encoder.run(src, src_pad_mask, False)
+            out = torch.full((src.shape[0], 1), start, dtype=torch.long, device=src.device)
+            for _ in range(steps):
+                hidden, _ = self.decoder.run(out, None, False, memory, src_pad_mask)
+                out = torch.cat([out, self.head(hidden[:, -1]).argmax(-1, keepdim=True)], dim=1)
         return out[:, 1:]
 
 
@@ -224,7 +222,7 @@ def keras_block(d_model: int, n_heads: int, d_ff: int | None = None, causal: boo
     ``(B, T, d_model) -> (B, T, d_model)``. LayerNorm epsilon is PyTorch's 1e-5 (Keras' default is 1e-3)."""
     from lib.keras_models import load_keras
 
-    keras = load_keras(seed=None)
+    keras = load_keras()
     layers = keras.layers
     x = keras.Input(shape=(None, d_model))
     h = layers.LayerNormalization(epsilon=1e-5)(x)

@@ -6,8 +6,8 @@
   of the ELBO. With an encoder ``q(z|x) = N(mu, diag(exp(logvar)))``, a prior ``p(z) = N(0, I)`` and a
   Bernoulli decoder, ``-ELBO(x) = E_q[-log p(x|z)] + KL(q(z|x) || p(z))``, in nats.
 - ``VAE``: the MLP encoder/decoder pair; ``forward`` returns ``(logits, mu, logvar)``.
-- ``train_autoencoder`` / ``train_vae``: short full-data training loops (the whole digits split fits in
-  one tensor, so no DataLoader is needed).
+- ``reconstruction_step`` / ``vae_step``: the steps with which ``train_autoencoder`` / ``train_vae``
+  train through ``lib.train.fit``; ``vae_step`` minimises ``vae_loss`` itself.
 - ``keras_vae``: the same VAE in Keras, with its own ``train_step``.
 """
 from __future__ import annotations
@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.validate import (describe, model_device, require_array, require_finite, require_in_unit_interval,
-                          require_int, require_number, require_positive_int, require_positive_number)
+from lib.device import model_device
+from lib.train import History, eval_mode, fit
+from lib.validate import (describe, require_array, require_finite, require_in_unit_interval, require_int,
+                          require_number, require_positive_int, require_positive_number)
 
 
 def _check_2d(name: str, t: torch.Tensor, width: int | None = None) -> None:
@@ -39,7 +41,7 @@ def _check_like(name: str, t: torch.Tensor, like: torch.Tensor, like_name: str) 
 
 
 def _check_training_args(X: torch.Tensor, epochs: int, batch_size: int, lr: float) -> None:
-    require_int("epochs", epochs, 0)
+    require_positive_int("epochs", epochs)
     require_positive_int("batch_size", batch_size)
     require_positive_number("lr", lr)
     if not len(X):
@@ -192,14 +194,12 @@ def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1,
     if not isinstance(model, VAE):
         raise TypeError(f"model must be a lib.vae.VAE, got {describe(model)}")
     require_positive_int("samples", samples)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        mu, logvar = model.encode(x)
-        recon = torch.stack([bernoulli_nll(model.decode(reparameterize(mu, logvar, generator=generator)), x)
-                             for _ in range(samples)]).mean(0)
-        kl = gaussian_kl(mu, logvar)
-    model.train(was_training)
+    with eval_mode(model):
+        with torch.no_grad():
+            mu, logvar = model.encode(x)
+            recon = torch.stack([bernoulli_nll(model.decode(reparameterize(mu, logvar, generator=generator)), x)
+                                 for _ in range(samples)]).mean(0)
+            kl = gaussian_kl(mu, logvar)
     r, k = float(recon.mean()), float(kl.mean())
     return {"recon": r, "kl": k, "neg_elbo": r + k}
 
@@ -212,71 +212,76 @@ def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: to
 
 
 # --------------------------------------------------------------------------- training
-def _batches(n: int, batch_size: int, generator: torch.Generator):
-    perm = torch.randperm(n, generator=generator)
-    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+def reconstruction_step(model: nn.Module, batch) -> dict:
+    """The ``lib.train.fit`` step of an autoencoder: mean squared error between ``model(x)`` and ``x``
+    on a batch ``(x,)``."""
+    x, = batch
+    return {"loss": F.mse_loss(model(x), x)}
+
+
+def vae_step(beta: float = 1.0, generator: torch.Generator | None = None):
+    """The ``lib.train.fit`` step of a VAE: ``vae_loss`` (``recon + beta * KL``, the very loss checked
+    against its definition in chapter 08) on a batch ``(x,)``, logging both terms (nats per image).
+    The reparameterisation noise comes from ``generator``."""
+    require_number("beta", beta, low=0)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
+
+    def step(model: VAE, batch) -> dict:
+        x, = batch
+        logits, mu, logvar = model(x, generator=generator)
+        with torch.no_grad():
+            recon, kl = bernoulli_nll(logits, x).mean(), gaussian_kl(mu, logvar).mean()
+        return {"loss": vae_loss(logits, x, mu, logvar, beta), "recon": recon, "kl": kl}
+
+    return step
+
+
+def _fit_on(model: nn.Module, X: torch.Tensor, step, *, epochs: int, batch_size: int, lr: float, seed: int,
+            progress: bool) -> History:
+    from lib.data import make_loader
+    from lib.device import seeded
+
+    loader = make_loader(X, batch_size=batch_size, shuffle=True, seed=seed)
+    with seeded(seed):
+        return fit(model, loader, epochs=epochs, step=step, lr=lr, device=X.device, progress=progress)
 
 
 def train_autoencoder(model: Autoencoder, X: torch.Tensor, epochs: int = 60, batch_size: int = 64,
-                      lr: float = 3e-3, seed: int = 0) -> list[float]:
-    """Minimise the mean squared reconstruction error on ``X: (n, n_in)``; returns the loss per epoch."""
+                      lr: float = 3e-3, seed: int = 0, progress: bool = False) -> History:
+    """Minimise the mean squared reconstruction error on ``X: (n, n_in)`` with ``lib.train.fit`` (Adam,
+    constant learning rate) and ``reconstruction_step``; returns the ``History`` (``train_loss`` per epoch).
+    ``seed`` fixes the batch order."""
     _check_2d("X", X, model.n_in)
     _check_training_args(X, epochs, batch_size, lr)
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    losses = []
-    for _ in range(epochs):
-        total = 0.0
-        for idx in _batches(len(X), batch_size, g):
-            xb = X[idx]
-            loss = F.mse_loss(model(xb), xb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / len(X))
-    return losses
+    return _fit_on(model, X, reconstruction_step, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                   progress=progress)
 
 
 def train_vae(model: VAE, X: torch.Tensor, epochs: int = 100, batch_size: int = 64, lr: float = 3e-3,
-              beta: float = 1.0, seed: int = 0) -> dict[str, list[float]]:
-    """Minimise ``recon + beta * KL`` on ``X: (n, n_in)``; returns per-epoch means of both terms."""
+              beta: float = 1.0, seed: int = 0, progress: bool = False) -> History:
+    """Minimise ``recon + beta * KL`` on ``X: (n, n_in)`` with ``lib.train.fit`` (Adam, constant learning
+    rate) and ``vae_step``; returns the ``History``: per epoch ``train_loss``, ``train_recon`` and
+    ``train_kl`` (nats per image). ``seed`` fixes the batch order and the noise."""
     _check_2d("X", X, model.n_in)
     _check_training_args(X, epochs, batch_size, lr)
     require_in_unit_interval("X", X)
-    require_number("beta", beta, low=0)
-    g = torch.Generator().manual_seed(seed)
     noise = torch.Generator(device=X.device).manual_seed(seed + 1)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    history: dict[str, list[float]] = {"recon": [], "kl": []}
-    for _ in range(epochs):
-        rec_sum = kl_sum = 0.0
-        for idx in _batches(len(X), batch_size, g):
-            xb = X[idx]
-            logits, mu, logvar = model(xb, generator=noise)
-            rec, kl = bernoulli_nll(logits, xb), gaussian_kl(mu, logvar)
-            loss = (rec + beta * kl).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            rec_sum += float(rec.detach().sum())
-            kl_sum += float(kl.detach().sum())
-        history["recon"].append(rec_sum / len(X))
-        history["kl"].append(kl_sum / len(X))
-    return history
+    return _fit_on(model, X, vae_step(beta, noise), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                   progress=progress)
 
 
 # --------------------------------------------------------------------------- Keras
-def keras_vae(latent: int = 2, n_in: int = 64, hidden: int = 128, beta: float = 1.0, seed: int = 0):
+def keras_vae(latent: int = 2, n_in: int = 64, hidden: int = 128, beta: float = 1.0, noise_seed: int = 0):
     """The same VAE in Keras: a ``keras.Model`` subclass whose ``train_step`` minimises ``recon + beta*KL``.
 
     ``model(x)`` returns ``(logits, mu, logvar)``; ``fit`` reports the mean ``recon`` and ``kl`` (nats).
+    The sampling noise has its own ``keras.random.SeedGenerator(noise_seed)``; initial weights come
+    from Keras' global generator (call ``lib.device.seed_everything`` first).
     """
     from lib.keras_models import load_keras
 
-    keras = load_keras(seed)
+    keras = load_keras()
     import tensorflow as tf  # already imported by load_keras; train_step needs its GradientTape
 
     class KerasVAE(keras.Model):
@@ -287,7 +292,7 @@ def keras_vae(latent: int = 2, n_in: int = 64, hidden: int = 128, beta: float = 
                                              keras.layers.Dense(2 * latent)])
             self.decoder = keras.Sequential([keras.Input((latent,)), keras.layers.Dense(hidden, "relu"),
                                              keras.layers.Dense(n_in)])
-            self.noise = keras.random.SeedGenerator(seed)
+            self.noise = keras.random.SeedGenerator(noise_seed)
             self.recon_tracker = keras.metrics.Mean(name="recon")
             self.kl_tracker = keras.metrics.Mean(name="kl")
 

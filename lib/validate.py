@@ -176,16 +176,6 @@ def require_module(name: str, model: Any) -> None:
         raise TypeError(f"{name} must be a torch.nn.Module, got {describe(model)}")
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of ``model``'s first parameter, else of its first buffer, else the CPU (a model with
-    no state, e.g. ``nn.Identity``, runs wherever its input is; the CPU is where inputs start)."""
-    require_module("model", model)
-    for tensor in (next(model.parameters(), None), next(model.buffers(), None)):
-        if tensor is not None:
-            return tensor.device
-    return torch.device("cpu")
-
-
 def require_device(name: str, device: Any) -> torch.device:
     """``device`` ("cpu", "cuda:0", a ``torch.device``) as a ``torch.device`` that exists on this machine."""
     if not isinstance(device, (str, torch.device)):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.attention import (MultiHeadAttention, causal_mask, combine_masks, scaled_dot_product_attention,
+from lib.attention import (MultiHeadAttention, causal_mask, scaled_dot_product_attention,
                            sinusoidal_positions)
 
 
@@ -20,13 +20,21 @@ def _padding(b=2, s=6):
     return pad
 
 
+FUTURE = torch.ones(6, 6, dtype=torch.bool).triu(1)  # written out here, not lib's causal_mask: key j > query i
+
+
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("padded", [False, True])
 def test_sdpa_matches_torch(causal, padded):
     q, k, v = _qkv()
     pad = _padding() if padded else None
     out, w = scaled_dot_product_attention(q, k, v, causal=causal, key_padding_mask=pad)
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=combine_masks(2, 6, 6, pad, None, causal))
+    allowed = torch.ones(2, 1, 6, 6, dtype=torch.bool)  # the reference mask, built without lib.attention
+    if causal:
+        allowed &= ~FUTURE
+    if padded:
+        allowed &= ~pad[:, None, None, :]
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
     assert torch.allclose(out, ref, atol=1e-5)
     assert torch.allclose(w.sum(-1), torch.ones(2, 3, 6), atol=1e-6)
 
@@ -40,8 +48,9 @@ def test_sdpa_is_causal_flag_equivalent():
 def test_causal_mask_never_looks_ahead():
     q, k, v = _qkv()
     _, w = scaled_dot_product_attention(q, k, v, causal=True)
-    future = ~causal_mask(6)
-    assert float(w[..., future].abs().max()) == 0.0
+    assert float(w[..., FUTURE].abs().max()) == 0.0
+    assert torch.equal(causal_mask(6), ~FUTURE) and causal_mask(2, 3).tolist() == [[True, False, False],
+                                                                                 [True, True, False]]
     # and changing a future value leaves earlier outputs unchanged
     v2 = v.clone()
     v2[:, :, 4:] += 100.0
@@ -70,7 +79,7 @@ def test_mha_matches_nn_multiheadattention(causal):
     mine = MultiHeadAttention(16, 4).copy_from_torch(ref)
     x = torch.randn(2, 6, 16)
     pad = _padding()
-    mask = ~causal_mask(6) if causal else None  # nn.MultiheadAttention: True = NOT allowed
+    mask = FUTURE if causal else None  # nn.MultiheadAttention: True = NOT allowed
     expected, w_ref = ref(x, x, x, key_padding_mask=pad, attn_mask=mask, average_attn_weights=False)
     for need in (True, False):
         got, w = mine(x, key_padding_mask=pad, causal=causal, need_weights=need)

@@ -58,5 +58,9 @@ def test_non_numeric_answers_get_a_verdict_not_a_numpy_error(capsys):
 
 def test_check_true_with_an_array_condition(capsys):
     check.check_true("one", np.array([True]), "hint")
+    assert capsys.readouterr().out == "✅ one: correct\n"
+    with pytest.raises(check.ExerciseFailed, match="zero: the hint"):  # a one-element array counts by its value
+        check.check_true("zero", np.array([False]), "the hint")
     with pytest.raises(check.ExerciseFailed, match=r"found an array of shape \(2,\)"):
         check.check_true("many", np.array([True, False]), "hint")
+    assert "❌ many: expected True or False" in capsys.readouterr().out

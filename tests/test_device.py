@@ -7,10 +7,15 @@ import torch
 from lib.device import environment_report, get_device, package_version, seed_everything
 
 
-def test_get_device_is_available_device():
-    d = get_device()
-    assert d.type in ("cpu", "cuda", "mps")
-    assert get_device("cpu").type == "cpu"
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_get_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert get_device() == torch.device(expected)
+    assert get_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")  # forces the CPU for a whole session
+    assert get_device() == torch.device("cpu")
 
 
 def test_get_device_rejects_unknown_and_absent():
@@ -35,7 +40,7 @@ def test_seed_everything_makes_all_generators_repeatable():
 def test_seed_everything_validates():
     with pytest.raises(ValueError, match="non-negative int"):
         seed_everything(-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"seed must be a non-negative int .*, got 1.5"):
         seed_everything(1.5)
 
 

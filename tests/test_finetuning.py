@@ -55,7 +55,7 @@ def test_gender_task_and_balanced_subset():
 
 
 def test_keras_head_shapes():
-    model = keras_head(8, n_classes=3, hidden=4, seed=0)
+    model = keras_head(8, n_classes=3, hidden=4)
     out = model.predict(torch.randn(5, 8).numpy(), verbose=0)
     assert out.shape == (5, 3)
     assert abs(float(out.sum()) - 5.0) < 1e-4
@@ -82,9 +82,10 @@ def test_labels_batch_sizes_and_counts_are_checked():
 
 
 def test_module_helpers_refuse_non_modules():
-    from lib.finetuning import count_parameters, freeze
+    from lib.finetuning import freeze
+    from lib.train import count_parameters
 
     with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
         freeze(torch.zeros(3))  # used to raise AttributeError
-    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         count_parameters([torch.zeros(3)])

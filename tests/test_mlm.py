@@ -3,7 +3,8 @@ a frozen (pretrained) encoder does not change when its classifier is trained."""
 import pytest
 import torch
 
-from lib.finetuning import Classifier, count_parameters, finetune, freeze, gender_task, linear_probe, unfreeze
+from lib.finetuning import Classifier, finetune, freeze, gender_task, linear_probe, unfreeze
+from lib.train import count_parameters
 from lib.mlm import (IGNORE, MaskedLM, evaluate_mlm, fill_masks, length_buckets, mask_tokens, mlm_loss, pretrain,
                      trim_padding)
 from lib.text import CharVocab
@@ -119,8 +120,9 @@ def test_pretrain_lowers_the_loss_and_is_deterministic():
         model = MaskedLM(tiny_encoder())
         history = pretrain(model, ids, epochs=6, batch_size=32, lr=1e-2, rate=0.3, seed=0,
                            device="cpu", progress=False)
-        runs.append(history["loss"])
-    assert runs[0] == runs[1]
+        runs.append(history.steps["train_loss"])
+    assert runs[0] == runs[1] and len(runs[0]) == len(history.steps["lr"]) == 6 * 8
+    assert len(history["train_loss"]) == 6 and "train_accuracy" in history
     losses = runs[0]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
     guesses = fill_masks(model, "h*nnah", vocab, top_k=3)

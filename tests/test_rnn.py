@@ -1,4 +1,5 @@
 """lib.rnn: from-scratch cells against nn.RNN/nn.LSTM/nn.GRU, gradients through time, the char LM."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -82,7 +83,6 @@ def test_char_rnn_shapes_causality_and_errors():
 
 
 def test_keras_char_lstm_matches_torch():
-    np = pytest.importorskip("numpy")
     from lib.rnn import copy_char_lstm_to_keras, keras_char_lstm
 
     torch.manual_seed(0)

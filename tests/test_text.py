@@ -13,10 +13,12 @@ def test_census_lists_complete():
 
 
 def test_splits_disjoint_consistent_across_kinds_and_deterministic():
-    train, test = set(text.names_split("all", "train")), set(text.names_split("all", "test"))
-    assert not train & test
+    train, val, test = (set(text.names_split("all", s)) for s in ("train", "val", "test"))
+    assert not train & test and not train & val and not val & test
     assert set(text.names_split("first", "test")) <= test  # a name keeps its split whatever the kind
-    assert text.names_split("male", "val") == text.names_split("male", "val")
+    # deterministic across runs and machines (no set order, no unseeded draw): pinned, as the notebooks' outputs are
+    assert text.names_split("male", "val")[:5] == ["ulysses", "gabriel", "silas", "bradford", "elden"]
+    assert text.names_split("male", "val", seed=1)[:5] != text.names_split("male", "val")[:5]
     total = sum(len(text.names_split("all", s)) for s in ("train", "val", "test"))
     assert total == len({r.name for r in text.load_names()})
 

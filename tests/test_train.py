@@ -1,6 +1,4 @@
 import copy
-import os
-import time
 
 import numpy as np
 import pytest
@@ -9,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lib import data, train
+from lib import data, recipes, train
 
 
 def _model():
@@ -61,53 +59,6 @@ def test_evaluate_and_predict_shapes():
     r = train.evaluate(m, va)
     assert set(r) == {"loss", "accuracy"}
     assert train.predict(m, va).shape == (360, 10)
-
-
-def test_checkpoint_round_trip(tmp_path):
-    m, path = _model(), tmp_path / "ck" / "model.pt"
-    opt = torch.optim.Adam(m.parameters())
-    train.save_checkpoint(path, m, opt, epoch=3, note="best")
-    m2 = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    extra = train.load_checkpoint(path, m2, torch.optim.Adam(m2.parameters()))
-    assert extra == {"epoch": 3, "note": "best"}
-    for a, b in zip(m.parameters(), m2.parameters()):
-        assert torch.equal(a, b)
-
-
-def test_truncated_and_foreign_files_give_clear_errors(tmp_path):
-    m, path = _model(), tmp_path / "model.pt"
-    train.save_checkpoint(path, m)
-    path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
-        train.load_checkpoint(path, m)
-    other = tmp_path / "other.pt"
-    torch.save({"weights": torch.ones(2)}, other)
-    with pytest.raises(ValueError, match="not a course checkpoint"):
-        train.load_checkpoint(other, m)
-    text = tmp_path / "notes.txt"
-    text.write_text("hello")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
-        train.load_checkpoint(text, m)
-    with pytest.raises(FileNotFoundError):
-        train.load_checkpoint(tmp_path / "missing.pt", m)
-
-
-def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    m, path = _model(), tmp_path / "model.pt"
-    train.save_checkpoint(path, m, epoch=1)
-    before = path.read_bytes()
-
-    def crash(obj, f, *a, **k):
-        with open(f, "wb") as fh:
-            fh.write(b"partial")
-        raise KeyboardInterrupt
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(KeyboardInterrupt):
-        train.save_checkpoint(path, m, epoch=2)
-    assert path.read_bytes() == before
-    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
-    monkeypatch.undo()
-    assert train.load_checkpoint(path, m) == {"epoch": 1}
 
 
 # --------------------------------------------------------------------------- bad input at the boundary
@@ -173,69 +124,186 @@ def test_history_names_missing_records():
         h["val_loss"]
 
 
-def test_save_removes_temporaries_left_by_a_killed_save(tmp_path):
-    m, path = _model(), tmp_path / "model.pt"
-    stale = tmp_path / "model.pt.k1ll3d_x.tmp"      # what mkstemp left when a save was killed
-    stale.write_bytes(b"partial")
-    os.utime(stale, (time.time() - 60, time.time() - 60))
-    newer = tmp_path / "model.pt.runn1ng_.tmp"      # a save still writing, started after ours
-    newer.write_bytes(b"partial")
-    os.utime(newer, (time.time() + 60, time.time() + 60))
-    unrelated = tmp_path / "other.pt.k1ll3d_x.tmp"
-    unrelated.write_bytes(b"x")
-    os.utime(unrelated, (time.time() - 60, time.time() - 60))
-    train.save_checkpoint(path, m, epoch=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.runn1ng_.tmp", "other.pt.k1ll3d_x.tmp"]
 
 
-def test_extra_must_be_loadable_with_weights_only(tmp_path):
-    m, path = _model(), tmp_path / "model.pt"
-    train.save_checkpoint(path, m, loss=np.float64(0.25), epoch=np.int64(3), flags=[np.bool_(True), "x"])
-    extra = train.load_checkpoint(path, m)
-    assert extra == {"loss": 0.25, "epoch": 3, "flags": [True, "x"]} and type(extra["loss"]) is float
-    with pytest.raises(TypeError, match=r"extra 'curve'.*weights_only=True.*tolist"):
-        train.save_checkpoint(path, m, curve=np.zeros(3))
-    with pytest.raises(TypeError, match="extra 'when'"):
-        train.save_checkpoint(path, m, when=object())
-    assert train.load_checkpoint(path, m) == extra  # the refused save left the checkpoint alone
+# --------------------------------------------------------------------------- the engine's paths
+def _tiny_loader(n=64, batch_size=16):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(n, 4, generator=g)
+    y = (X[:, 0] > 0).long()
+    return data.make_loader(X, y, batch_size=batch_size, shuffle=True, seed=0)
 
 
-def test_load_errors_keep_their_real_cause(tmp_path, monkeypatch):
-    m, path = _model(), tmp_path / "model.pt"
-    train.save_checkpoint(path, m)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match="map_location 'cuda' is not available") as info:
-        train.load_checkpoint(path, m, map_location="cuda")
-    assert "truncated" not in str(info.value)
-    path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(ValueError, match="truncated") as info:
-        train.load_checkpoint(path, m)
-    assert info.value.__cause__ is not None  # the original torch.load error is chained
-    pickled = tmp_path / "pickled.pt"
-    torch.save({"format": train.CHECKPOINT_FORMAT, "model": m.state_dict(), "extra": {"x": np.float64(1)}}, pickled)
-    with pytest.raises(ValueError, match=r"weights_only=True\) refuses") as info:
-        train.load_checkpoint(pickled, m)
-    assert "truncated" not in str(info.value)
+def _tiny_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
 
 
-def test_a_failed_load_leaves_model_and_optimizer_untouched(tmp_path):
-    m, path = _model(), tmp_path / "model.pt"
-    train.save_checkpoint(path, m, torch.optim.Adam(m.parameters()))
-    target = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    before = copy.deepcopy(target.state_dict())
+def test_custom_step_logs_are_weighted_by_n():
+    seen = []
 
-    def unchanged():
-        return all(torch.equal(before[k], v) for k, v in target.state_dict().items())
-    partial = torch.optim.Adam(list(target.parameters())[:2])  # an optimizer over other parameters
-    with pytest.raises(ValueError, match="nothing was loaded"):
-        train.load_checkpoint(path, target, partial)
-    assert unchanged()
-    train.save_checkpoint(path, m)  # no optimizer state in the file
-    with pytest.raises(ValueError, match="no optimizer state"):
-        train.load_checkpoint(path, target, torch.optim.Adam(target.parameters()))
-    assert unchanged()
-    wider = nn.Sequential(nn.Linear(64, 33), nn.ReLU(), nn.Linear(33, 10))
-    train.save_checkpoint(path, wider)
-    with pytest.raises(ValueError, match=r"shapes differ: 0.weight: checkpoint \(33, 64\) vs model \(32, 64\)"):
-        train.load_checkpoint(path, target)
-    assert unchanged()
+    def step(model, batch):
+        x, y = batch
+        seen.append(len(x))
+        # a log equal to the batch's size, weighted by n = 1 (an unweighted mean) vs by len(x)
+        return {"loss": F.cross_entropy(model(x), y), "n": 1, "size": float(len(x))}
+
+    loader = _tiny_loader(n=40, batch_size=16)   # batches of 16, 16, 8
+    h = train.fit(_tiny_model(), loader, epochs=1, step=step, progress=False)
+    assert seen == [16, 16, 8]
+    assert h["train_size"] == [pytest.approx(40 / 3)]       # mean of 16, 16, 8 with equal weights
+    assert h.steps["train_size"] == [16.0, 16.0, 8.0] and len(h.steps["lr"]) == 3
+    default = train.fit(_tiny_model(), _tiny_loader(n=40, batch_size=16), epochs=1, progress=False)
+    per_batch = default.steps["train_loss"]
+    assert default["train_loss"][0] == pytest.approx((16 * per_batch[0] + 16 * per_batch[1] + 8 * per_batch[2]) / 40)
+
+
+def test_step_and_loss_fn_are_exclusive_and_step_results_are_checked():
+    with pytest.raises(ValueError, match="either step or loss_fn"):
+        train.fit(_tiny_model(), _tiny_loader(), epochs=1, step=train.supervised_step(), loss_fn=F.cross_entropy)
+    with pytest.raises(TypeError, match="dict with a 'loss'"):
+        train.fit(_tiny_model(), _tiny_loader(), epochs=1, step=lambda m, b: F.cross_entropy(m(b[0]), b[1]),
+                  progress=False)
+
+
+def test_validation_uses_the_same_step_in_eval_mode():
+    modes = []
+
+    def step(model, batch):
+        modes.append(model.training)
+        x, y = batch
+        return {"loss": F.cross_entropy(model(x), y)}
+
+    train.fit(_tiny_model(), _tiny_loader(n=32), epochs=1, step=step, val_loader=_tiny_loader(n=32), progress=False)
+    assert modes == [True, True, False, False]
+
+
+def test_schedule_function_sets_the_learning_rate_of_every_step():
+    loader = _tiny_loader(n=64, batch_size=16)  # 4 steps an epoch
+    h = train.fit(_tiny_model(), loader, epochs=2, lr=0.1, schedule=recipes.cosine, progress=False)
+    total = 8
+    assert h.steps["lr"] == pytest.approx([0.1 * recipes.cosine(s, total) for s in range(total)])
+    warm = recipes.warmup_cosine(0.25)
+    assert [warm(s, 8) for s in range(3)] == [0.5, 1.0, 1.0]
+    assert warm(7, 8) == pytest.approx(recipes.cosine(5, 6))
+    cycle = recipes.one_cycle(peak=0.25, start=0.04, end=1e-4)
+    assert cycle(0, 100) == pytest.approx(0.04) and cycle(25, 100) == pytest.approx(1.0)
+    assert cycle(99, 100) == pytest.approx(1e-4) and max(cycle(s, 100) for s in range(100)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="either schedule"):
+        opt = torch.optim.SGD(_tiny_model().parameters(), lr=0.1)
+        train.fit(_tiny_model(), loader, epochs=1, schedule=recipes.cosine,
+                  scheduler=torch.optim.lr_scheduler.StepLR(opt, 1))
+
+
+@pytest.mark.parametrize("interval, expected", [("epoch", [0.1] * 4 + [0.05] * 4), ("step", [0.1 * 0.5 ** s for s in range(8)])])
+def test_torch_scheduler_per_epoch_or_per_step(interval, expected):
+    model = _tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    h = train.fit(model, _tiny_loader(n=64, batch_size=16), epochs=2, optimizer=opt, scheduler=sched,
+                  scheduler_interval=interval, progress=False)
+    assert h.steps["lr"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        train.fit(model, _tiny_loader(), epochs=1, optimizer=opt, scheduler=sched, scheduler_interval="batch")
+
+
+def test_fit_checkpoint_holds_the_best_epoch(tmp_path):
+    from lib.checkpoint import load_checkpoint
+
+    path = tmp_path / "best.pt"
+    model = _tiny_model()
+    h = train.fit(model, _tiny_loader(), epochs=4, lr=0.05, val_loader=_tiny_loader(n=32), checkpoint=path,
+                  progress=False)
+    restored = _tiny_model()
+    extra = load_checkpoint(path, restored)
+    assert extra["epoch"] == h.best_epoch and extra["loss"] == pytest.approx(min(h["val_loss"]))
+    for a, b in zip(model.parameters(), restored.parameters()):  # restore_best put the same weights back
+        assert torch.equal(a, b)
+
+
+def test_amp_is_ignored_on_the_cpu_and_changes_nothing():
+    a = train.fit(_tiny_model(), _tiny_loader(), epochs=2, amp=True, device="cpu", progress=False)
+    b = train.fit(_tiny_model(), _tiny_loader(), epochs=2, amp=False, device="cpu", progress=False)
+    assert a["train_loss"] == b["train_loss"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision runs on CUDA only")
+def test_amp_on_cuda_trains():
+    h = train.fit(_tiny_model(), _tiny_loader(), epochs=5, lr=0.05, amp=True, device="cuda", progress=False)
+    assert h["train_loss"][-1] < h["train_loss"][0]
+
+
+def test_eval_mode_restores_the_previous_mode_even_on_error():
+    model = nn.Dropout(0.5)
+    with train.eval_mode(model):
+        assert not model.training
+    assert model.training
+    model.eval()
+    with pytest.raises(RuntimeError), train.eval_mode(model):
+        model.train()
+        raise RuntimeError("inside")
+    assert not model.training
+
+
+def test_count_parameters_counts_shared_tensors_once_and_can_skip_frozen():
+    emb = nn.Embedding(10, 4)
+    head = nn.Linear(4, 10, bias=False)
+    head.weight = emb.weight   # tied weights, as in GPT-2
+    model = nn.ModuleDict({"emb": emb, "head": head, "norm": nn.LayerNorm(4)})
+    assert train.count_parameters(model) == 40 + 8
+    model["norm"].requires_grad_(False)
+    assert train.count_parameters(model, trainable_only=True) == 40
+
+
+def test_adamw_decays_matrices_only_and_skips_frozen_parameters():
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    model[2].requires_grad_(False)
+    opt = recipes.adamw(model, lr=0.01, weight_decay=0.1)
+    decayed, plain = opt.param_groups
+    assert [p.shape for p in decayed["params"]] == [(8, 4)] and decayed["weight_decay"] == 0.1
+    assert [p.shape for p in plain["params"]] == [(8,), (8,), (8,)] and plain["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        recipes.adamw(model[2])
+
+
+def test_train_classifier_is_reproducible_and_leaves_the_callers_random_state_alone():
+    X, y = data.digits("train")
+    X, y = X[:200], y[:200]
+    torch.manual_seed(123)
+    m1 = nn.Sequential(nn.Linear(64, 16), nn.Dropout(0.2), nn.ReLU(), nn.Linear(16, 10))
+    m0 = copy.deepcopy(m1)
+    m2 = copy.deepcopy(m1)
+    rng = torch.get_rng_state()
+    h1 = recipes.train_classifier(m1, X, y, epochs=2, seed=3, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng)   # dropout drew from a seeded, restored stream
+    torch.manual_seed(999)                            # a different global state must not matter
+    h2 = recipes.train_classifier(m2, X, y, epochs=2, seed=3, progress=False)
+    assert h1["train_loss"] == h2["train_loss"]
+    h3 = recipes.train_classifier(m0, X, y, epochs=2, seed=4, progress=False)   # the same start, another seed
+    assert h3["train_loss"] != h1["train_loss"]
+
+
+def test_train_classifier_with_soft_targets_calls_the_soft_loss():
+    X, y = data.digits("train")
+    X, y = X[:64], y[:64]
+    soft = torch.randn(64, 10)
+    calls = []
+
+    def soft_loss(output, target, soft_batch):
+        calls.append(soft_batch.shape)
+        return F.cross_entropy(output, target)
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    recipes.train_classifier(model, X, y, epochs=1, batch_size=32, soft_targets=soft, soft_loss=soft_loss,
+                           progress=False)
+    assert calls == [(32, 10), (32, 10)]
+    with pytest.raises(ValueError, match="go together"):
+        recipes.train_classifier(model, X, y, epochs=1, soft_targets=soft)
+
+
+def test_class_weights_balance_the_classes():
+    w = recipes.class_weights(np.array([0, 0, 0, 1]))
+    assert w.tolist() == [pytest.approx(4 / 6), pytest.approx(2.0)]
+    assert recipes.class_weights(torch.tensor([0, 1, 1, 0])).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="every class needs at least one example"):
+        recipes.class_weights(np.array([0, 2]))

@@ -136,12 +136,15 @@ def test_training_is_deterministic_and_learns():
         model = vae.VAE(latent=2, hidden=16)
         hist = vae.train_vae(model, X, epochs=5, batch_size=32, seed=1)
         runs.append((model, hist))
-    assert hist["recon"][-1] < hist["recon"][0]
+    assert hist["train_recon"][-1] < hist["train_recon"][0]
+    # the step minimises vae_loss itself: with beta = 1 its value is recon + KL, batch by batch
+    np.testing.assert_allclose(hist.steps["train_loss"],
+                               np.add(hist.steps["train_recon"], hist.steps["train_kl"]), rtol=1e-5)
     for a, b in zip(runs[0][0].parameters(), runs[1][0].parameters()):
         assert torch.equal(a, b)
     torch.manual_seed(0)
     ae = vae.Autoencoder(code_size=2, hidden=16)
-    losses = vae.train_autoencoder(ae, X, epochs=5, batch_size=32)
+    losses = vae.train_autoencoder(ae, X, epochs=5, batch_size=32)["train_loss"]
     assert losses[-1] < losses[0]
 
 
@@ -197,3 +200,17 @@ def test_training_loops_and_helpers_check_their_arguments():
     mean, W = vae.pca_fit(np.eye(4), 2)
     with pytest.raises(ValueError, match=r"mean must have shape \(4,\)"):
         vae.pca_reconstruct(np.eye(4), mean[:3], W)
+
+
+def test_train_vae_minimises_vae_loss_itself(monkeypatch):
+    calls = []
+    real = vae.vae_loss
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("beta", args[4] if len(args) > 4 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vae, "vae_loss", counting)
+    X = torch.rand(64, 64, generator=torch.Generator().manual_seed(0)).round()
+    vae.train_vae(vae.VAE(latent=2, hidden=8), X, epochs=2, batch_size=32, beta=0.5)
+    assert calls == [0.5] * 4   # 2 epochs x 2 batches, each through vae_loss with the given beta

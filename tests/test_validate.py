@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from lib import validate
+from lib.device import model_device
 
 
 def test_ints_and_numbers_accept_numpy_scalars_and_refuse_bools():
@@ -35,14 +36,14 @@ def test_tensor_messages_name_the_expected_and_the_given_shape():
 
 
 def test_model_device_without_parameters():
-    assert validate.model_device(nn.Linear(2, 2)) == torch.device("cpu")
-    assert validate.model_device(nn.BatchNorm1d(2).requires_grad_(False)) == torch.device("cpu")
+    assert model_device(nn.Linear(2, 2)) == torch.device("cpu")
+    assert model_device(nn.BatchNorm1d(2).requires_grad_(False)) == torch.device("cpu")
     buffers_only = nn.Module()
     buffers_only.register_buffer("table", torch.zeros(2, device="meta"))
-    assert validate.model_device(buffers_only) == torch.device("meta")  # a buffer decides
-    assert validate.model_device(nn.Identity()) == torch.device("cpu")  # nothing decides: the CPU
+    assert model_device(buffers_only) == torch.device("meta")  # a buffer decides
+    assert model_device(nn.Identity()) == torch.device("cpu")  # nothing decides: the CPU
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
-        validate.model_device(lambda x: x)
+        model_device(lambda x: x)
 
 
 def test_devices_and_losses():
