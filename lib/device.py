@@ -116,6 +116,24 @@ def seeded(seed: int):
                 os.environ["PYTHONHASHSEED"] = hash_seed
 
 
+def setup_notebook(seed: int = 0, single_thread: bool = True) -> torch.device:
+    """The first code cell of every chapter: ``device = setup_notebook(seed)``.
+
+    Seeds every generator (``seed_everything(seed)``); with ``single_thread`` lets PyTorch use one
+    CPU thread — the course's models are small, so a second thread only adds synchronisation, and
+    one thread gives the same numbers whatever ``OMP_NUM_THREADS`` says (on a GPU this changes
+    nothing); prints and returns the device ``get_device()`` picks.
+    """
+    if not isinstance(single_thread, (bool, np.bool_)):
+        raise TypeError(f"single_thread must be True or False, got {single_thread!r}")
+    device = get_device()
+    if single_thread:
+        torch.set_num_threads(1)
+    seed_everything(seed)
+    print("device:", device.type)
+    return device
+
+
 def package_version(name: str) -> str:
     """Installed version of a distribution, read from its metadata (no import), or 'not installed'."""
     try:

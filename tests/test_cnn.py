@@ -90,8 +90,12 @@ def test_random_shift_is_a_shift_and_deterministic():
     a = random_shift(x, 2, torch.Generator().manual_seed(3))
     b = random_shift(x, 2, torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+    moved = 0
     for i in range(len(x)):  # each image equals its input moved by one (dy, dx) in [-2, 2]^2
         assert any(torch.equal(a[i], shift_images(x[i], dy, dx)) for dy in range(-2, 3) for dx in range(-2, 3))
+        moved += not torch.equal(a[i], x[i])
+    assert moved >= 10  # (0, 0) is 1 of the 25 shifts: most of the 20 images move
+    assert not torch.equal(a, random_shift(x, 2, torch.Generator().manual_seed(4)))  # the generator decides
     assert torch.equal(random_shift(x, 0), x)
     aug = ShiftAugment(1).eval()
     assert aug(x) is x
@@ -129,7 +133,8 @@ def test_max_pool_of_integers_and_bools():
     x = np.random.default_rng(0).integers(-9, 10, (2, 3, 6, 6))
     expected = F.max_pool2d(torch.tensor(x, dtype=torch.float64), 2).numpy()
     np.testing.assert_array_equal(max_pool2d(x, 2), expected)  # no cast of -inf to int (a RuntimeWarning)
-    np.testing.assert_array_equal(max_pool2d(x.astype(np.uint8) * 0, 2), np.zeros((2, 3, 3, 3)))
+    pixels = (x + 9).astype(np.uint8)  # unsigned: the start value must be 0, not a wrapped -inf
+    np.testing.assert_array_equal(max_pool2d(pixels, 2), F.max_pool2d(torch.tensor(pixels, dtype=torch.float64), 2))
     mask = np.zeros((1, 1, 4, 4), dtype=bool)
     mask[0, 0, 0, 0] = True
     assert max_pool2d(mask, 2).tolist() == [[[[True, False], [False, False]]]]  # used to be all True

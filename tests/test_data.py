@@ -72,7 +72,7 @@ def test_sample_photo():
     img = data.sample_photo("china")
     assert img.shape == (427, 640, 3) and img.dtype == np.float32 and img.max() <= 1.0
     assert data.sample_photo("flower", gray=True).shape == (427, 640)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="name must be 'china' or 'flower'; got 'cat'"):
         data.sample_photo("cat")
 
 
@@ -104,7 +104,10 @@ def test_make_loader_dtypes_and_reproducible_shuffle():
     l2 = data.make_loader(X, y, batch_size=32, shuffle=True, seed=1)
     (xa, ya), (xb, yb) = next(iter(l1)), next(iter(l2))
     assert xa.dtype == torch.float32 and ya.dtype == torch.int64
-    assert torch.equal(ya, yb)
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(xa, torch.as_tensor(X[:32]))  # shuffled: not the stored order...
+    other = next(iter(data.make_loader(X, y, batch_size=32, shuffle=True, seed=2)))[0]
+    assert not torch.equal(xa, other)  # ...and the order depends on the seed
     with pytest.raises(ValueError, match="same length"):
         data.make_loader(X, y[:-1])
 

@@ -33,7 +33,7 @@ def exercise_cells(nb):
 def test_strip_solutions_keeps_indentation():
     src = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"
     assert strip_solutions(src) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="BEGIN SOLUTION without a matching END"):
         strip_solutions("### BEGIN SOLUTION\nx = 1\n")
 
 
@@ -49,10 +49,13 @@ def test_at_least_three_exercises_each_with_a_check(path):
 def test_student_version_checks_fail_helpfully(path):
     from nbclient import NotebookClient
 
-    nb = student_notebook(nbformat.read(path, as_version=4))
+    original = nbformat.read(path, as_version=4)
+    pairs = exercise_cells(original)  # found in the original: the student version has no markers left
+    assert pairs, f"{path.name}: no exercises found"
+    nb = student_notebook(original)  # the same cells, in the same places
     NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
-    for _, check in exercise_cells(nb):
+    for _, check in pairs:
         errors = [o for o in nb.cells[check].outputs if o.output_type == "error"]
         assert errors and errors[0].ename == "ExerciseFailed", (
             f"{path.name} cell {check}: expected a friendly ExerciseFailed, got "

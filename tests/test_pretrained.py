@@ -1,4 +1,5 @@
 """Tests for lib.pretrained: MiniLM found and loaded offline, embeddings, the fine-tuning helpers."""
+import os
 import socket
 
 import pytest
@@ -9,9 +10,13 @@ from lib import pretrained
 
 @pytest.fixture(scope="module")
 def loaded():
-    tokenizer, model = pretrained.load_minilm()
-    _, classifier = pretrained.load_minilm(num_labels=2)
-    return tokenizer, model, classifier
+    with pytest.MonkeyPatch.context() as mp:  # the root conftest sets both to 1: only load_minilm may, here
+        mp.setenv("HF_HUB_OFFLINE", "0")
+        mp.setenv("TRANSFORMERS_OFFLINE", "0")
+        tokenizer, model = pretrained.load_minilm()
+        _, classifier = pretrained.load_minilm(num_labels=2)
+        offline = os.environ["HF_HUB_OFFLINE"], os.environ["TRANSFORMERS_OFFLINE"]
+    return tokenizer, model, classifier, offline
 
 
 def test_minilm_dir_holds_the_model_files():
@@ -34,10 +39,8 @@ def test_no_network_blocks_connections_and_restores_them():
 
 
 def test_loads_offline_with_the_expected_size(loaded):
-    import os
-
-    tokenizer, model, classifier = loaded
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    tokenizer, model, classifier, offline = loaded
+    assert offline == ("1", "1")
     assert sum(p.numel() for p in model.parameters()) == 22_713_216
     assert sum(p.numel() for p in classifier.parameters()) == 22_713_216 + 384 * 2 + 2
     assert not model.training and model.config.num_hidden_layers == 6
@@ -48,7 +51,7 @@ def test_loads_offline_with_the_expected_size(loaded):
 
 
 def test_eager_attention_is_returned(loaded):
-    tokenizer, model, _ = loaded
+    tokenizer, model, _, _ = loaded
     enc = tokenizer(["the cat sat"], return_tensors="pt")
     with torch.no_grad():
         out = model(**enc, output_attentions=True)
@@ -58,7 +61,7 @@ def test_eager_attention_is_returned(loaded):
 
 
 def test_mean_pool_and_embed_ignore_padding(loaded):
-    tokenizer, model, _ = loaded
+    tokenizer, model, _, _ = loaded
     hidden = torch.randn(2, 4, 3)
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
     pooled = pretrained.mean_pool(hidden, mask)
@@ -76,10 +79,12 @@ def test_mean_pool_and_embed_ignore_padding(loaded):
 
 
 def test_fresh_classifier_freezes_and_finetuning_moves_only_the_top(loaded):
-    tokenizer, _, classifier = loaded
+    tokenizer, _, classifier, _ = loaded
     a = pretrained.fresh_classifier(classifier, seed=0, train_layers=2)
     b = pretrained.fresh_classifier(classifier, seed=0, train_layers=2)
     assert torch.equal(a.classifier.weight, b.classifier.weight)
+    other = pretrained.fresh_classifier(classifier, seed=1, train_layers=2)
+    assert not torch.equal(a.classifier.weight, other.classifier.weight)  # the head is new, drawn from the seed
     assert not a.bert.embeddings.word_embeddings.weight.requires_grad
     assert not any(p.requires_grad for p in a.bert.encoder.layer[3].parameters())
     assert all(p.requires_grad for p in a.bert.encoder.layer[4].parameters())
@@ -99,8 +104,10 @@ def test_fresh_classifier_freezes_and_finetuning_moves_only_the_top(loaded):
     assert not model.training
     predictions = pretrained.predict_classes(model, ids, mask, batch_size=4)
     assert predictions.shape == (6,) and set(predictions.tolist()) <= {0, 1}
-    logits = pretrained.LogitsOnly(model)(ids, mask)
+    with torch.no_grad():
+        logits = pretrained.LogitsOnly(model)(ids, mask)
     assert logits.shape == (6, 2)
+    assert torch.equal(predictions, logits.argmax(1))  # predict_classes = the argmax of the logits
     with pytest.raises(ValueError, match="labels"):
         pretrained.finetune_minilm(classifier, ids, mask, labels[:3], epochs=1)
 

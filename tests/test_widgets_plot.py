@@ -18,7 +18,7 @@ def test_interactive_figure_redraws_on_change_and_keeps_result():
     assert w.result == 2.0
     w.children[0].value = 3.0
     assert w.result == 6.0 and calls[-1] == (3.0, 2.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one control"):
         widgets.InteractiveFigure(draw)
 
 

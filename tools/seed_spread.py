@@ -122,12 +122,13 @@ def autoencoder() -> dict[int, list[float]]:
 
 
 def vae_terms() -> dict[str, list[float]]:
-    """Chapter 08: the 2-D VAE's held-out -ELBO and KL (nats/image) after 120 epochs."""
+    """Chapter 08: the 2-D VAE's held-out -ELBO and KL (nats/image) after 120 epochs, over 8 seeds
+    (3 seeds once gave a KL spread of 0.021, a third of the 0.063 that 8 seeds show)."""
     X_train, _ = data.digits("train")
     X_test, _ = data.digits("test")
     Xtr, Xte = torch.tensor(X_train), torch.tensor(X_test)
     out = {"neg_elbo": [], "kl": []}
-    for seed in SEEDS[:3]:
+    for seed in range(8):
         torch.manual_seed(seed)
         model = vae.VAE(latent=2)
         vae.train_vae(model, Xtr, epochs=120, beta=1.0, seed=seed)

@@ -11,6 +11,8 @@
 # - build a scalar autograd engine with `backward()` in reverse topological order;
 # - verify gradients with finite differences, and against PyTorch and TensorFlow;
 # - write the backward pass of a one-hidden-layer network in matrix form;
+# - build a network as `Neuron` → `Layer` → `MLP`, and match a `Layer` to PyTorch's `nn.Linear`;
+# - know why gradients accumulate across `backward()` calls until `zero_grad()` clears them;
 # - train a small neural network with your own engine;
 # - see why sigmoid networks are hard to train deep, and ReLU networks less so.
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from lib import data, results
-from lib.autograd import MLP, VALUE_OPS, Value, draw_graph, random_expression, value_and_grad
+from lib.autograd import MLP, VALUE_OPS, Layer, Neuron, Value, draw_graph, random_expression, value_and_grad
 from lib.device import get_device, seed_everything
 
 seed_everything(0)
@@ -254,15 +256,157 @@ for name, ours, t in zip(["W1", "b1", "W2", "b2"], grads, tw):
     assert np.allclose(ours, t.grad.numpy(), atol=1e-10)
 
 # %% [markdown]
-# ## 6. Training a neural network with our own engine
+# ## 6. Neuron → Layer → MLP
+#
+# A network of `Value`s is built from three pieces. Each is a **module** with `parameters()` (the list
+# of its trainable `Value`s) and `zero_grad()`, like `torch.nn.Module`:
+#
+# - a `Neuron(nin)` computes $\mathrm{act}(w \cdot x + b)$ from a list of `nin` inputs;
+# - a `Layer(nin, nout)` is a list of `nout` neurons that read the same inputs; it returns a list of
+#   `nout` values;
+# - an `MLP(nin, [n1, n2, …])` is a list of layers, each reading the previous layer's outputs.
+#
+# A `Layer` is exactly PyTorch's `nn.Linear(nin, nout)` followed by the activation. `Linear.weight` has
+# shape `(nout, nin)`: its row $i$ holds neuron $i$'s weights and `Linear.bias[i]` its bias, so
+# $y = Wx + b$ computes all the neurons at once. (An `MLP` is in the same way an `nn.Sequential` of
+# `Linear` layers and activations.) We copy a layer's weights into an `nn.Linear` and compare the
+# outputs and the gradients of a loss, in float64.
+
+# %%
+layer = Layer(3, 4, act="tanh", rng=random.Random(0))
+print(f"{layer}: {len(layer.neurons)} neurons with {len(layer.neurons[0].w)} weights and a bias each, "
+      f"{len(layer.parameters())} parameters")
+
+f64 = lambda numbers: torch.tensor(numbers, dtype=torch.float64)
+linear = torch.nn.Linear(3, 4, dtype=torch.float64)
+with torch.no_grad():
+    linear.weight.copy_(f64([[w.data for w in neuron.w] for neuron in layer.neurons]))  # row i = neuron i
+    linear.bias.copy_(f64([neuron.b.data for neuron in layer.neurons]))
+print("nn.Linear(3, 4).weight has shape", tuple(linear.weight.shape), "= (neurons, inputs)")
+
+x_in, y_target = [0.5, -1.0, 2.0], [0.3, -0.2, 0.8, 0.0]
+
+
+def layer_loss(layer, x, target) -> Value:
+    """Squared error of the layer's outputs (a list of Values) against the target numbers."""
+    return sum(((out - t) ** 2 for out, t in zip(layer(x), target)), Value(0.0))
+
+
+def torch_layer_loss(linear, x, target) -> torch.Tensor:
+    return ((torch.tanh(linear(f64(x))) - f64(target)) ** 2).sum()
+
+
+outputs = [out.data for out in layer(x_in)]
+layer_loss(layer, x_in, y_target).backward()
+torch_layer_loss(linear, x_in, y_target).backward()
+ours_w = f64([[w.grad for w in neuron.w] for neuron in layer.neurons])
+ours_b = f64([neuron.b.grad for neuron in layer.neurons])
+same_out = torch.allclose(f64(outputs), torch.tanh(linear(f64(x_in))), rtol=0, atol=1e-12)
+same_w = torch.allclose(ours_w, linear.weight.grad, rtol=0, atol=1e-12)
+same_b = torch.allclose(ours_b, linear.bias.grad, rtol=0, atol=1e-12)
+print(f"Layer(3, 4) vs tanh(nn.Linear(3, 4)), agreement to 1e-12: outputs {same_out}, "
+      f"weight gradients {same_w}, bias gradients {same_b}")
+assert same_out and same_w and same_b
+
+# %% [markdown]
+# ### Gradients accumulate until `zero_grad()`
+#
+# In PyTorch, `loss.backward()` does not *overwrite* the `.grad` of a parameter: it **adds** this
+# pass's gradient to it. Our engine does the same. Call `backward()` twice and every parameter's
+# gradient doubles; `zero_grad()` sets them back to zero. (Only the *leaves* of the graph, the
+# parameters and inputs, accumulate: intermediate nodes start from zero in every pass. PyTorch does not
+# even keep their gradients.)
+#
+# Why does PyTorch work this way?
+#
+# - **Gradient accumulation over micro-batches.** When a batch is too large for memory, run it as $k$
+#   micro-batches, call `backward()` on each micro-batch's loss divided by $k$, and take one optimizer
+#   step: the accumulated gradient is the gradient of the whole batch.
+# - **Shared parameters and several losses.** A parameter used in several places (the same embedding
+#   at a network's input and output), or a sum of losses computed in separate passes, must receive
+#   the sum of all contributions. Within one graph, `backward()` already adds the paths (section 1);
+#   accumulation extends the same rule across `backward()` calls.
+#
+# The price: a training loop must clear the gradients once per step, with `model.zero_grad()` or
+# `optimizer.zero_grad()`.
+
+# %%
+once = [p.grad for p in layer.parameters()]
+t_once = linear.weight.grad.clone()
+layer_loss(layer, x_in, y_target).backward()          # a second backward() without zero_grad()
+torch_layer_loss(linear, x_in, y_target).backward()
+twice = [p.grad for p in layer.parameters()]
+print("second backward() without zero_grad(): every gradient exactly doubled:", twice == [2 * g for g in once],
+      "| in PyTorch too:", torch.equal(linear.weight.grad, 2 * t_once))
+layer.zero_grad()
+linear.zero_grad()
+print("after zero_grad(): ours are all 0:", all(p.grad == 0.0 for p in layer.parameters()),
+      "| PyTorch's .grad is None, which it reads as 0:", linear.weight.grad is None)
+
+# the mean loss over 8 points in one pass = 4 passes over micro-batches of 2, each divided by 4
+point_rng = random.Random(1)
+batch = [([point_rng.uniform(-1, 1) for _ in range(3)], [point_rng.uniform(-1, 1) for _ in range(4)]) for _ in range(8)]
+(sum((layer_loss(layer, x, t) for x, t in batch), Value(0.0)) * (1 / 8)).backward()
+full_batch = [p.grad for p in layer.parameters()]
+layer.zero_grad()
+for k in range(4):
+    micro = batch[2 * k: 2 * k + 2]
+    (sum((layer_loss(layer, x, t) for x, t in micro), Value(0.0)) * (1 / 2) * (1 / 4)).backward()
+accumulated = [p.grad for p in layer.parameters()]
+same = max(abs(a - b) for a, b in zip(full_batch, accumulated)) < 1e-12
+print("gradient of the full batch = gradients of 4 micro-batches, accumulated (to 1e-12):", same)
+assert same
+layer.zero_grad()
+
+# %% [markdown]
+# What happens when a training loop forgets `zero_grad()`? Then every step uses the *sum* of all the
+# gradients so far: the update keeps pushing in old directions, like momentum that never decays, and the
+# parameters swing around the minimum instead of settling. We fit one linear neuron to five points of
+# the line $y = 2x + 1$ with plain gradient descent (`lr = 0.2`, 60 steps), once with `zero_grad()` and
+# once without.
+
+# %%
+from lib.optim import SGD
+
+line_x = [-1.0, -0.5, 0.0, 0.5, 1.0]
+line_y = [2 * x + 1 for x in line_x]
+
+
+def fit_line(zero_grad: bool, steps: int = 60):
+    neuron = Neuron(1, act="linear", rng=random.Random(0))
+    optimizer = SGD(neuron.parameters(), lr=0.2)
+    losses = []
+    for _ in range(steps):
+        if zero_grad:
+            optimizer.zero_grad()
+        errors = [neuron([x]) - y for x, y in zip(line_x, line_y)]
+        loss = sum((e * e for e in errors), Value(0.0)) * (1 / len(errors))
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.data)
+    return neuron, losses
+
+
+fig, ax = plt.subplots(figsize=(6, 3))
+for zero_grad in (True, False):
+    neuron, losses = fit_line(zero_grad)
+    print(f"{'with zero_grad():   ' if zero_grad else 'without zero_grad():'} w = {neuron.w[0].data:.3f}, "
+          f"b = {neuron.b.data:.3f}; loss over the last 10 steps between {min(losses[-10:]):.1e} and {max(losses[-10:]):.1e}")
+    ax.semilogy(losses, label="with zero_grad()" if zero_grad else "without zero_grad()")
+ax.set(title="Fitting y = 2x + 1: forgetting zero_grad()", xlabel="step", ylabel="mean squared error")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## 7. Training a neural network with our own engine
 #
 # With gradients for every parameter we can train. `lib.autograd.MLP(2, [8, 8, 1])` is a network of
 # `Value`s: two inputs, two hidden layers of 8 tanh units, one output score $s$; a point is class 1 when
 # $s > 0$. The loss is the logistic loss $\log(1 + e^{-t s})$ with $t = \pm 1$ the label, averaged over a
 # mini-batch of 16 points. Every one of the 105 parameters gets its gradient from our `backward()`, and
-# chapter 01's `Adam` (which works on anything with `.data` and `.grad`) takes the steps. Our
-# `backward()` resets all gradients in the graph before it starts, so — unlike PyTorch, where gradients
-# accumulate until you call `zero_grad()` — the loop needs no zeroing.
+# chapter 01's `Adam` (which works on anything with `.data` and `.grad`) takes the steps. As in PyTorch,
+# every step starts with `optimizer.zero_grad()`, which clears the same parameters as
+# `model.zero_grad()`.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -290,6 +434,7 @@ start = time.perf_counter()
 history = []
 for step in range(150):
     batch = batch_rng.choice(len(y_moons), 16, replace=False)
+    optimizer.zero_grad()
     loss = sum((logistic_loss(score(X_moons[i]), y_moons[i]) for i in batch), Value(0.0)) * (1 / len(batch))
     loss.backward()
     optimizer.lr = 0.05 if step < 100 else 0.01   # a smaller step to settle at the end
@@ -300,17 +445,17 @@ print(f"{len(model.parameters())} parameters, 150 steps in {time.perf_counter() 
 # %% [markdown]
 # Evaluating the engine point by point is slow, so for the picture we copy its weights into matrices and
 # run the same network with NumPy — section 5's matrix form — after checking that both give the same
-# scores.
+# scores. As in `nn.Linear`, row $i$ of a layer's weight matrix holds neuron $i$'s weights.
 
 # %%
-weights = [np.array([[neuron.w[j].data for neuron in layer] for j in range(len(layer[0].w))]) for layer in model.layers]
-biases = [np.array([neuron.b.data for neuron in layer]) for layer in model.layers]
+weights = [np.array([[w.data for w in neuron.w] for neuron in layer.neurons]) for layer in model.layers]  # (nout, nin)
+biases = [np.array([neuron.b.data for neuron in layer.neurons]) for layer in model.layers]
 
 
 def score_numpy(P: np.ndarray) -> np.ndarray:
     h = P.astype(np.float64)
     for i, (W, bias) in enumerate(zip(weights, biases)):
-        h = h @ W + bias
+        h = h @ W.T + bias
         if i < len(weights) - 1:
             h = np.tanh(h)
     return h[:, 0]
@@ -346,7 +491,7 @@ decision_boundary(predict, X_test, y_test, ax=axes[1], title=f"Held-out moons: {
 plt.show()
 
 # %% [markdown]
-# ## 7. A teaser: how gradients flow through deep networks
+# ## 8. A teaser: how gradients flow through deep networks
 #
 # In the backward pass each layer multiplies the gradient by its activation's derivative (and by its
 # weights). The sigmoid's derivative is at most $\sigma'(0) = 1/4$, so through many sigmoid layers the
@@ -442,6 +587,11 @@ print(network_widget.result)
 #   gradients where paths merge; our engine, `torch.autograd` and `tf.GradientTape` agree to $10^{-6}$
 #   on random expressions.
 # - Finite differences check any backward pass independently.
+# - A network is `Neuron` → `Layer` → `MLP`; a `Layer` is `nn.Linear` (row $i$ of the weight = neuron
+#   $i$) plus its activation, and agrees with it to $10^{-12}$.
+# - As in PyTorch, `backward()` adds to the parameters' gradients, which makes micro-batch accumulation
+#   and shared parameters work; `zero_grad()` once per step clears them, and a loop that forgets it
+#   does not converge.
 # - In matrix form each forward line has a backward line; the activation's derivative and the transposes
 #   are the usual mistakes.
 # - Our engine trains a real (small) network to ≥ 95 % on held-out moons — slowly (one Python object

@@ -33,9 +33,12 @@ from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, recall_sco
 
 from lib import data, results
 from lib.device import get_device, seed_everything
-from lib.mlp import MLP, NumpyMLP, class_weights, cross_entropy, softmax, train_classifier, train_numpy_mlp
+from lib.checkpoint import load_checkpoint, save_checkpoint
+from lib.device import model_device
+from lib.mlp import MLP, NumpyMLP, cross_entropy, softmax, train_numpy_mlp
 from lib.plot import image_grid
-from lib.train import evaluate, fit, load_checkpoint, predict
+from lib.recipes import adamw, class_weights, train_classifier
+from lib.train import evaluate, fit, predict
 
 seed_everything(0)
 # These networks are tiny: on a CPU one thread trains them as fast as several, and avoids the large
@@ -230,12 +233,17 @@ assert small < 1e-15 and 1e-5 < glorot < 1e-2 and 0.1 < he < 10, "He must keep t
 # implementations must compute the same function: copy the NumPy weights into it (`MLP.from_numpy`;
 # `nn.Linear` stores $W^\top$) and compare logits.
 #
-# Training goes through `lib.train.fit(model, loader, epochs=…)`, the loop every later chapter uses:
+# Training goes through `lib.train.fit(model, loader, epochs=…)`, the one loop every later chapter uses:
 # batches `(inputs, target)` from a `DataLoader`, a progress bar, a `History` of losses and accuracies per
-# epoch, evaluation on a validation loader, optional early stopping and checkpoints. `train_classifier`
-# wraps it with the recipe we use for small classifiers:
-# - **AdamW** (Adam with decoupled weight decay, chapter 01's Adam plus a pull of every weight toward 0);
-# - a **cosine learning-rate schedule**, large steps early and small ones at the end;
+# epoch (and per step, in `history.steps`), evaluation on a validation loader, optional early stopping
+# and checkpoints. What a chapter changes is the **step**, a function `step(model, batch)` that returns
+# the batch's loss; here it is the default, `loss_fn(model(*inputs), target)` with cross-entropy. Later
+# chapters pass steps of their own (a VAE's ELBO, a distillation loss, masked-language modelling) and
+# `fit` does the rest the same way. `lib.recipes.train_classifier` wraps `fit` with the recipe we use for
+# classifiers:
+# - **AdamW** (Adam with decoupled weight decay, chapter 01's Adam plus a pull of the weight matrices
+#   toward 0; biases are left alone, since shrinking them does not make the function any smoother);
+# - a **cosine learning-rate schedule** over the steps, large steps early and small ones at the end;
 # - **label smoothing** $\varepsilon = 0.1$: the target is $1-\varepsilon + \varepsilon/k$ for the true class
 #   and $\varepsilon/k$ for the others, so the network is not pushed toward infinitely large logits.
 
@@ -266,14 +274,12 @@ results.expect("PyTorch MLP test accuracy", 100 * mlp_test["accuracy"], 98.3,
 # reads it back with `torch.load(..., weights_only=True)`, which refuses to run code hidden in a file.
 
 # %%
-from lib.train import save_checkpoint
-
 with tempfile.TemporaryDirectory() as tmp:
     path = Path(tmp) / "mlp.pt"
     save_checkpoint(path, mlp, epoch=100, note="chapter 03 MLP")
     restored = MLP((64, 256, 10), dropout=0.2)
     extra = load_checkpoint(path, restored)
-restored.to(next(mlp.parameters()).device)                # same device as the original (CPU or GPU)
+restored.to(model_device(mlp))                            # same device as the original (CPU or GPU)
 same_predictions = torch.equal(predict(mlp, test_loader), predict(restored, test_loader))
 print("checkpoint extra:", extra, "| identical predictions after reload:", same_predictions)
 assert same_predictions
@@ -297,18 +303,18 @@ assert same_predictions
 # NBVAL_IGNORE_OUTPUT
 X_small, y_small = X_train[:150], y_train[:150]
 val_loader = data.make_loader(X_val, y_val, batch_size=512)
-settings = {  # name: (dropout, optimizer factory, patience)
-    "no regularisation": (0.0, lambda p: torch.optim.Adam(p, lr=3e-3), None),
-    "weight decay (AdamW, λ=1)": (0.0, lambda p: torch.optim.AdamW(p, lr=3e-3, weight_decay=1.0), None),
-    "dropout p=0.5": (0.5, lambda p: torch.optim.Adam(p, lr=3e-3), None),
-    "early stopping (patience 10)": (0.0, lambda p: torch.optim.Adam(p, lr=3e-3), 10),
+settings = {  # name: (dropout, weight decay, patience)
+    "no regularisation": (0.0, 0.0, None),
+    "weight decay (AdamW, λ=1)": (0.0, 1.0, None),
+    "dropout p=0.5": (0.5, 0.0, None),
+    "early stopping (patience 10)": (0.0, 0.0, 10),
 }
 curves = {}
-for name, (p_drop, make_opt, patience) in settings.items():
+for name, (p_drop, decay, patience) in settings.items():
     torch.manual_seed(0)
     model = MLP((64, 256, 256, 10), dropout=p_drop)
     small_loader = data.make_loader(X_small, y_small, batch_size=32, shuffle=True, seed=0)  # same batches for all
-    curves[name] = fit(model, small_loader, epochs=120, optimizer=make_opt(model.parameters()),
+    curves[name] = fit(model, small_loader, epochs=120, optimizer=adamw(model, lr=3e-3, weight_decay=decay),
                        val_loader=val_loader, patience=patience, progress=False)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -440,7 +446,7 @@ recalls = {}
 for name, w in [("unweighted", None), ("class-weighted", weights)]:
     torch.manual_seed(0)
     model = MLP((64, 256, 10), dropout=0.2)
-    train_classifier(model, X_imb, y_imb, epochs=40, weight=w, progress=False)
+    train_classifier(model, X_imb, y_imb, epochs=40, class_weight=w, progress=False)
     pred = predict(model, test_loader).argmax(1).numpy()
     recalls[name] = recall_score(y_test, pred, average=None)
     print(f"{name:15s} test accuracy {(pred == y_test).mean():.1%}, recall of 3/8/9: {recalls[name][minority].round(2)}")
@@ -533,8 +539,9 @@ print("the widget shows exactly the images of cell (8, 8):", np.array_equal(expl
 from lib.keras_models import load_keras
 from lib.mlp import keras_mlp
 
-keras = load_keras(0)
-kmodel = keras_mlp((64, 512, 10), dropout=0.3, seed=0)
+keras = load_keras()
+seed_everything(0)  # now that Keras is loaded, this seeds its initial weights and dropout too
+kmodel = keras_mlp((64, 512, 10), dropout=0.3)
 epochs, batch = 60, 32
 schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=epochs * int(np.ceil(len(X_train) / batch)))
 kmodel.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),

@@ -33,10 +33,11 @@ from torch import nn
 from lib import data, results
 from lib.cnn import (LeNet, ShiftAugment, conv2d_im2col, conv2d_loops, max_pool2d, random_shift, shift_images,
                      train_lenet)
-from lib.device import get_device, seed_everything
-from lib.mlp import MLP, train_classifier
+from lib.device import get_device, model_device, seed_everything
+from lib.mlp import MLP
 from lib.plot import image_grid
-from lib.train import predict
+from lib.recipes import train_classifier
+from lib.train import eval_mode, predict
 
 seed_everything(0)
 # These networks are tiny: on a CPU one thread trains them as fast as several, and avoids the large
@@ -425,9 +426,8 @@ print("feature-map shapes:", [tuple(m.shape) for m in cnn.feature_maps(digit)])
 def shifted_accuracy(model, X, y, k):
     """Mean accuracy over the four shifts by k pixels (k = 0: the unshifted images)."""
     moves = [(0, 0)] if k == 0 else [(k, 0), (-k, 0), (0, k), (0, -k)]
-    X = torch.tensor(X).to(next(model.parameters()).device)             # CPU or GPU, as the model
-    model.eval()
-    with torch.no_grad():
+    X = torch.tensor(X).to(model_device(model))                         # CPU or GPU, as the model
+    with eval_mode(model), torch.no_grad():
         return float(np.mean([(model(shift_images(X, dy, dx)).argmax(1).cpu().numpy() == y).mean()
                               for dy, dx in moves]))
 
@@ -532,9 +532,10 @@ print("the widget shows the Sobel-x filtered photo:", np.allclose(editor.result,
 from lib.cnn import keras_lenet
 from lib.keras_models import load_keras
 
-keras = load_keras(0)
+keras = load_keras()
+seed_everything(0)                                                       # Keras' weights and dropout too
 to_keras = lambda X: X.transpose(0, 2, 3, 1)                             # (n, 1, 8, 8) -> (n, 8, 8, 1)
-kcnn = keras_lenet(seed=0)
+kcnn = keras_lenet()
 epochs, batch = 30, 64
 schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=epochs * int(np.ceil(len(X_trval) / batch)))
 kcnn.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),

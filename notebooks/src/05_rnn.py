@@ -345,7 +345,7 @@ print(f"lib.rnn.GRUCell equals nn.GRU to 1e-5: {gru_err < 1e-5}")
 # layer with 128 hidden units over the name, and maps every hidden state to 29 scores (**logits**)
 # for the next character: `lib.rnn.CharRNN`. For training speed we use PyTorch's fused `nn.RNN`,
 # `nn.LSTM` and `nn.GRU` — equal to our cells, as checked above. All three get the same recipe,
-# `lib.lm.train_lm`: AdamW, learning rate $3\cdot10^{-3}$ decayed along a cosine, batches of 64 names,
+# `lib.lm.train_lm`: AdamW, learning rate $3\cdot10^{-3}$ decayed along a cosine step by step, batches of 64 names,
 # gradients clipped at norm 1, 15 epochs, and the weights of the epoch with the lowest validation
 # loss are kept. (On a GPU, try 256 hidden units and 40 epochs.)
 
@@ -503,7 +503,8 @@ print(f"widget at {sampler.values()}: {len(sampler.result)} names, all starting 
 from lib.keras_models import load_keras
 from lib.rnn import copy_char_lstm_to_keras, keras_char_lstm
 
-keras = load_keras(seed=0)
+keras = load_keras()
+seed_everything(0)                       # seeds Keras too, now that it is loaded
 keras_lstm = keras_char_lstm(V, emb_dim=32, hidden_size=128)
 copy_char_lstm_to_keras(lstm.cpu(), keras_lstm)
 x_test, y_test = lm_tensors(test_names, vocab)

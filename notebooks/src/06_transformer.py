@@ -36,7 +36,8 @@ from lib.device import get_device, seed_everything
 from lib.lm import BigramLM, lm_loss, nll_per_char, sample, train_lm
 from lib.rnn import CharRNN
 from lib.text import CharVocab, names_split
-from lib.train import evaluate, fit
+from lib.recipes import adamw, cosine
+from lib.train import count_parameters, eval_mode, evaluate, fit
 from lib.transformer import GPT, Block, Seq2Seq, TransformerConfig
 from lib.widgets import InteractiveFigure
 
@@ -185,7 +186,7 @@ lib_mha = MultiHeadAttention(D, n_heads).copy_from_torch(torch_mha)
 lib_out, _ = lib_mha(x, key_padding_mask=is_pad, causal=True)
 mha_err = (mine - reference).abs().max().item()
 assert mha_err < 1e-5 and torch.allclose(lib_out, mine, atol=1e-5)
-n_params = sum(p.numel() for p in torch_mha.parameters())
+n_params = count_parameters(torch_mha)
 assert n_params == 4 * D * D + 4 * D
 print(f"multi-head attention from scratch equals nn.MultiheadAttention to 1e-5: {mha_err < 1e-5}")
 print(f"parameters: {n_params} = 4·D² + 4·D for D = {D}")
@@ -305,10 +306,9 @@ print("decoder input (teacher forcing):", shift_right(tgt_test[:1])[0].tolist())
 seed_everything(0)
 seq2seq = Seq2Seq(TransformerConfig(vocab_size=11, d_model=32, n_heads=2, n_layers=2, max_len=8))
 s2s_epochs = 2
-optimizer = torch.optim.AdamW(seq2seq.parameters(), lr=3e-3)
 s2s_history = fit(seq2seq, make_loader(src_train, shift_right(tgt_train), tgt_train, batch_size=64, shuffle=True),
-                  epochs=s2s_epochs, optimizer=optimizer, loss_fn=lm_loss, clip_grad=1.0, device=device,
-                  scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, s2s_epochs))
+                  epochs=s2s_epochs, optimizer=adamw(seq2seq, lr=3e-3, weight_decay=0.01), schedule=cosine,
+                  loss_fn=lm_loss, clip_grad=1.0, device=device)
 decoded = seq2seq.greedy_decode(torch.tensor(src_test, device=device), START, steps=8).cpu().numpy()
 exact_match = float((decoded == tgt_test).all(axis=1).mean())
 print(f"train loss per epoch: {np.round(s2s_history['train_loss'], 4).tolist()}")
@@ -324,8 +324,7 @@ results.expect("reverse: exact match on 1000 held-out sequences", 100 * exact_ma
 
 # %%
 n_show = 100
-with torch.no_grad():
-    seq2seq.eval()
+with torch.no_grad(), eval_mode(seq2seq):
     s_ = torch.tensor(src_test[:n_show], device=device)
     t_ = torch.tensor(shift_right(tgt_test[:n_show]), device=device)
     _, attn_maps = seq2seq(s_, t_, return_attention=True)
@@ -398,7 +397,7 @@ print(f"{'bigram (chapter 05)':18s} {V * V:7d} counts                           
 lm_nll = {}
 for name, (model, epochs, seconds) in lm_results.items():
     lm_nll[name] = nll_per_char(model, test_names, vocab)
-    n = sum(p.numel() for p in model.parameters())
+    n = count_parameters(model)
     print(f"{name:18s} {n:7d} parameters  {epochs:2d} epochs  {seconds:5.1f} s   test NLL {lm_nll[name]:.3f} nats/char")
 
 # %%
@@ -548,12 +547,11 @@ m1d_acc, m1d_params = {}, {}
 for name, make in makers.items():
     seed_everything(0)
     model = make()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    fit(model, make_loader(X_tr, y_tr, batch_size=64, shuffle=True), epochs=M1D_EPOCHS, optimizer=optimizer,
-        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, M1D_EPOCHS),
+    fit(model, make_loader(X_tr, y_tr, batch_size=64, shuffle=True), epochs=M1D_EPOCHS,
+        optimizer=adamw(model, lr=3e-3, weight_decay=0.01), schedule=cosine,
         val_loader=make_loader(X_val, y_val, batch_size=500), device=device)
     m1d_acc[name] = evaluate(model, make_loader(X_test, y_test, batch_size=500))["accuracy"]
-    m1d_params[name] = sum(p.numel() for p in model.parameters())
+    m1d_params[name] = count_parameters(model)
 published = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94, "GRU": 0.91, "Transformer": None, "human": 0.96}
 print(f"{'model':20s} {'parameters':>10s} {'ours':>7s} {'published':>10s}")
 for name, pub in published.items():
@@ -634,7 +632,8 @@ print(f"widget at {explorer.values()}: {explorer.result.shape} weights, nothing 
 from lib.keras_models import load_keras
 from lib.transformer import copy_block_to_keras, keras_block
 
-keras = load_keras(seed=0)
+keras = load_keras()
+seed_everything(0)                       # seeds Keras too, now that it is loaded
 torch.manual_seed(1)
 block = Block(D, n_heads).eval()
 x = torch.randn(2, 6, D)
@@ -644,7 +643,7 @@ for causal in (False, True):
     copy_block_to_keras(block, kb)
     with torch.no_grad():
         keras_err.append(float(np.abs(kb(x.numpy()).numpy() - block(x, causal=causal)[0].numpy()).max()))
-n_torch = sum(p.numel() for p in block.parameters())
+n_torch = count_parameters(block)
 assert max(keras_err) < 1e-5 and kb.count_params() == n_torch
 print(f"Keras MultiHeadAttention block equals the PyTorch block to 1e-5 (bidirectional and causal): "
       f"{max(keras_err) < 1e-5}; both have {n_torch} parameters")

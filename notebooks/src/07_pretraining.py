@@ -42,7 +42,8 @@ from lib import check, finetuning, mlm, pretrained, results
 from lib.data import make_loader
 from lib.device import get_device, seed_everything
 from lib.text import CharVocab, names_split
-from lib.train import fit
+from lib.recipes import class_weights
+from lib.train import count_parameters, fit
 from lib.transformer import Encoder
 from lib.widgets import InteractiveFigure
 
@@ -192,14 +193,14 @@ MODEL = dict(d_model=64, n_heads=4, n_layers=2, max_len=16, dropout=0.1)
 PRETRAIN_EPOCHS = 2
 torch.manual_seed(0)
 bert = mlm.MaskedLM(Encoder(len(vocab), **MODEL))
-print(f"small BERT: {finetuning.count_parameters(bert):,} parameters "
-      f"({finetuning.count_parameters(bert.encoder):,} in the encoder, the rest in the MLM head)")
+print(f"small BERT: {count_parameters(bert):,} parameters "
+      f"({count_parameters(bert.encoder):,} in the encoder, the rest in the MLM head)")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 start = time.perf_counter()
 pretrain_history = mlm.pretrain(bert, corpus_ids, epochs=PRETRAIN_EPOCHS, batch_size=256, lr=2e-3, seed=0)
-print(f"pretraining: {len(pretrain_history['loss'])} steps in {time.perf_counter() - start:.1f} s")
+print(f"pretraining: {len(pretrain_history.steps['train_loss'])} steps in {time.perf_counter() - start:.1f} s")
 
 # %% [markdown]
 # Two reference points for the loss: guessing uniformly among 26 letters costs $\ln 26 = 3.26$ nats,
@@ -216,16 +217,17 @@ unigram_accuracy = float(freq.max())  # always answer the most frequent letter
 val_loss, val_accuracy = mlm.evaluate_mlm(bert, val_ids, seed=1)
 _, val_top3 = mlm.evaluate_mlm(bert, val_ids, seed=1, top_k=3)
 unigram_top3 = float(freq.topk(3).values.sum())
-steps = np.arange(len(pretrain_history["loss"]))
+step_loss, step_accuracy = pretrain_history.steps["train_loss"], pretrain_history.steps["train_accuracy"]
+steps = np.arange(len(step_loss))
 smooth = lambda v: np.convolve(v, np.ones(25) / 25, mode="valid")
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-axes[0].plot(steps, pretrain_history["loss"], alpha=0.3, label="per batch")
-axes[0].plot(steps[24:], smooth(pretrain_history["loss"]), label="moving average")
+axes[0].plot(steps, step_loss, alpha=0.3, label="per batch")
+axes[0].plot(steps[24:], smooth(step_loss), label="moving average")
 axes[0].axhline(np.log(26), ls=":", c="gray", label="uniform guess, ln 26")
 axes[0].axhline(unigram_loss, ls="--", c="gray", label="letter frequencies")
 axes[0].set(title="MLM pretraining loss", xlabel="step", ylabel="loss on masked letters (nats)")
 axes[0].legend(fontsize=8)
-axes[1].plot(steps[24:], 100 * smooth(pretrain_history["accuracy"]))
+axes[1].plot(steps[24:], 100 * smooth(step_accuracy))
 axes[1].axhline(100 * unigram_accuracy, ls="--", c="gray", label="always the most frequent letter")
 axes[1].set(title="Masked letters guessed right", xlabel="step", ylabel="accuracy (%)")
 axes[1].legend(fontsize=8)
@@ -329,7 +331,7 @@ SEEDS = {32: 5, 128: 4, 512: 3, N_ALL: 2}  # count -> number of seeds (subsets a
 pretrained_encoder = copy.deepcopy(bert.encoder.state_dict())
 
 
-def schedule(n):
+def batches_and_epochs(n):
     """(batch size, epochs) for n labelled examples."""
     return min(64, max(16, n // 4)), max(6, round(40 * (32 / n) ** 0.5))
 
@@ -346,7 +348,7 @@ def test_accuracy(model):
     return balanced_accuracy_score(y_test, finetuning.predict_labels(model, X_test))
 
 
-print({n: schedule(n) for n in SEEDS})
+print({n: batches_and_epochs(n) for n in SEEDS})
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -354,7 +356,7 @@ curves = {"from scratch": {}, "fine-tuned (pretrained)": {}, "linear probe (pret
 kept_predictions = {}  # for a comparison with MiniLM later
 start = time.perf_counter()
 for n, n_seeds in SEEDS.items():
-    batch_size, epochs = schedule(n)
+    batch_size, epochs = batches_and_epochs(n)
     for seed in range(n_seeds):
         idx = finetuning.balanced_subset(y_train, n, seed)
         for name in curves:
@@ -481,11 +483,11 @@ print(f"\ntest first names that are a single WordPiece token: {single.sum()} of 
 # projections (384 × 384) and a 384 → 1536 → 384 feed-forward network.
 
 # %%
-n_params = sum(p.numel() for p in minilm.parameters())
+n_params = count_parameters(minilm)
 print(f"MiniLM parameters: {n_params:,}")
-print(f"  embeddings: {sum(p.numel() for p in minilm.embeddings.parameters()):,}  "
-      f"each layer: {sum(p.numel() for p in minilm.encoder.layer[0].parameters()):,}  "
-      f"pooler: {sum(p.numel() for p in minilm.pooler.parameters()):,}")
+print(f"  embeddings: {count_parameters(minilm.embeddings):,}  "
+      f"each layer: {count_parameters(minilm.encoder.layer[0]):,}  "
+      f"pooler: {count_parameters(minilm.pooler):,}")
 print(minilm.config.num_hidden_layers, "layers,", minilm.config.num_attention_heads, "heads, width",
       minilm.config.hidden_size)
 for name, p in minilm.named_parameters():
@@ -566,7 +568,7 @@ assert torch.equal(minilm_classifier.bert.encoder.layer[5].output.dense.weight,
 ids_train, mask_train = pretrained.tokenize(tokenizer, task_train)
 ids_test, mask_test = pretrained.tokenize(tokenizer, task_test)
 top_two = pretrained.fresh_classifier(minilm_classifier, train_layers=2)
-trainable = finetuning.count_parameters(top_two, trainable_only=True)
+trainable = count_parameters(top_two, trainable_only=True)
 del top_two  # a 90 MB copy, only needed for the count
 print(f"names as WordPiece ids: train {tuple(ids_train.shape)}, test {tuple(ids_test.shape)}")
 print(f"trainable parameters when fine-tuning the top 2 layers: {trainable:,} of {n_params + 770:,}")
@@ -692,7 +694,7 @@ frozen = new_classifier(True, seed=0)
 finetuning.freeze(frozen.encoder)
 features_train = finetuning.encode_features(frozen, X_train)   # (3890, 64)
 features_test = finetuning.encode_features(frozen, X_test)
-class_weight = (len(y_train) / (2 * torch.bincount(y_train).double())).tolist()
+class_weight = class_weights(y_train).tolist()                 # n / (classes * count), as in chapter 03
 print(f"frozen features: train {tuple(features_train.shape)}, test {tuple(features_test.shape)}; "
       f"class weights {class_weight[0]:.2f} / {class_weight[1]:.2f}")
 
@@ -704,7 +706,11 @@ torch_accuracy = balanced_accuracy_score(y_test, finetuning.predict_labels(torch
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-keras_model = finetuning.keras_head(64, n_classes=2, hidden=32, seed=0)
+from lib.keras_models import load_keras
+
+load_keras()
+seed_everything(0)                                             # seeds Keras too, now that it is loaded
+keras_model = finetuning.keras_head(64, n_classes=2, hidden=32)
 keras_model.fit(features_train.numpy(), y_train.numpy(), batch_size=64, epochs=30, verbose=0,
                 class_weight=dict(enumerate(class_weight)))
 keras_predictions = keras_model.predict(features_test.numpy(), verbose=0).argmax(1)
@@ -800,21 +806,21 @@ def bert_layer_parameters(d, d_ff):
 
 
 # %%
-minilm_layer = sum(p.numel() for p in minilm.encoder.layer[0].parameters())
+minilm_layer = count_parameters(minilm.encoder.layer[0])
 check.check_function("bert_layer_parameters", bert_layer_parameters,
                      [((384, 1536), minilm_layer), ((768, 3072), 7_087_872), ((64, 256), 49_984)])
 
 # %% [markdown]
 # **Exercise 4 — what a linear probe trains.** Freeze a fresh copy of the small classifier's encoder
 # (`finetuning.freeze`) and set `probe_trainable` to the number of parameters that still train
-# (`finetuning.count_parameters(..., trainable_only=True)`). Before running it: what number do you expect
+# (`count_parameters(..., trainable_only=True)`). Before running it: what number do you expect
 # from the sizes in sections 3 and 5 (the head is dropout and one linear layer on the 64-wide state)?
 
 # %%
 probe_model = new_classifier(True, seed=0)
 ### BEGIN SOLUTION
 finetuning.freeze(probe_model.encoder)
-probe_trainable = finetuning.count_parameters(probe_model, trainable_only=True)
+probe_trainable = count_parameters(probe_model, trainable_only=True)
 ### END SOLUTION
 
 # %%

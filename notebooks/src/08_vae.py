@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from lib import check, data, results, vae
 from lib.device import get_device, seed_everything
 from lib.plot import image_grid
+from lib.train import eval_mode
 
 seed_everything(0)
 # The models here are tiny: one CPU thread is faster than several (synchronising threads costs more
@@ -100,8 +101,7 @@ for k in code_sizes:
     torch.manual_seed(k)
     model = vae.Autoencoder(code_size=k).to(device)
     vae.train_autoencoder(model, Xtr, epochs=60, seed=k)
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         ae_err[k] = float(F.mse_loss(model(Xte), Xte))
     pca_err[k] = pca_error(k)
     autoencoders[k] = model
@@ -273,8 +273,10 @@ print("sample() keeps a gradient:", torch.distributions.Normal(m, s).sample().gr
 # collapse**). $\beta < 1$ does the opposite.
 #
 # `lib.vae.VAE` is a $64 \to 128 \to 2d$ encoder (half the outputs are $\mu$, half $\log\sigma^2$) and a
-# $d \to 128 \to 64$ decoder; `lib.vae.train_vae` minimises $\mathcal L_\beta$ with Adam. We take
-# $d = 2$ so that the latent space can be drawn. First, the loss written here equals `lib.vae.vae_loss`:
+# $d \to 128 \to 64$ decoder. `lib.vae.train_vae` trains it with the course's one loop, `lib.train.fit`,
+# and Adam; its step (`lib.vae.vae_step`) computes $\mathcal L_\beta$ with `lib.vae.vae_loss`. We take
+# $d = 2$ so that the latent space can be drawn. First, the loss written here equals `lib.vae.vae_loss`,
+# so the model below is trained on exactly this loss:
 
 # %%
 model_check = vae.VAE(latent=2).to(device)
@@ -293,10 +295,10 @@ vae2 = vae.VAE(latent=2).to(device)
 hist = vae.train_vae(vae2, Xtr, epochs=120, beta=1.0, seed=0)
 
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
-epochs = np.arange(1, len(hist["recon"]) + 1)
-ax.plot(epochs, hist["recon"], label="reconstruction (nats)")
-ax.plot(epochs, hist["kl"], label="KL (nats)")
-ax.plot(epochs, np.add(hist["recon"], hist["kl"]), "k--", label="$-$ELBO (nats)")
+epochs = np.arange(1, len(hist) + 1)
+ax.plot(epochs, hist["train_recon"], label="reconstruction (nats)")
+ax.plot(epochs, hist["train_kl"], label="KL (nats)")
+ax.plot(epochs, hist["train_loss"], "k--", label="$-$ELBO (nats)")
 ax.set(xlabel="epoch", ylabel="nats per image", title="VAE training (d = 2, β = 1)", yscale="log")
 ax.legend()
 plt.show()
@@ -322,11 +324,11 @@ print(f"held-out -ELBO          : {test_terms['neg_elbo']:.1f} nats/image = "
 
 # %%
 # Measured, so checked within three times the standard deviation of the difference of two runs
-# (tools/seed_spread.py, three seeds: standard deviation 0.11 nats for -ELBO, 0.021 for the KL).
+# (tools/seed_spread.py: standard deviation 0.11 nats for -ELBO over three seeds, 0.063 for the KL over eight).
 # The bar: no posterior collapse -- the code carries information about x, in both dimensions.
 results.expect("held-out -ELBO", test_terms["neg_elbo"], 24.70, results.tolerance_for_mean(0.11, 1),
                unit=" nats/image", digits=2)
-results.expect("held-out KL", test_terms["kl"], 2.48, results.tolerance_for_mean(0.021, 1), unit=" nats/image",
+results.expect("held-out KL", test_terms["kl"], 2.37, results.tolerance_for_mean(0.063, 1), unit=" nats/image",
                digits=2, at_least=1.0)
 assert kl_per_dim.min() > 0.3, f"a latent dimension is unused (KL per dimension {kl_per_dim})"
 print("every latent dimension carries more than 0.3 nat: True")
@@ -482,8 +484,9 @@ print("widget at the centre of the 0s shows a digit like a", latent_widget.resul
 # NBVAL_IGNORE_OUTPUT
 from lib.keras_models import load_keras
 
-keras = load_keras(0)
-kvae = vae.keras_vae(latent=2, hidden=128, beta=1.0, seed=0)
+keras = load_keras()
+seed_everything(0)                       # seeds Keras' initial weights too, now that it is loaded
+kvae = vae.keras_vae(latent=2, hidden=128, beta=1.0, noise_seed=0)
 kvae.compile(optimizer=keras.optimizers.Adam(3e-3))
 khist = kvae.fit(X_train, batch_size=64, epochs=120, shuffle=True, verbose=0)
 k_test = kvae.evaluate(X_test, batch_size=len(X_test), verbose=0, return_dict=True)
@@ -493,7 +496,7 @@ print(f"Keras VAE  held-out: recon {k_test['recon']:.2f}, KL {k_test['kl']:.2f},
 
 # %%
 # the same tolerances as for the PyTorch VAE (the same model and budget in another framework)
-results.expect("Keras VAE held-out KL", k_test["kl"], 2.36, results.tolerance_for_mean(0.021, 1),
+results.expect("Keras VAE held-out KL", k_test["kl"], 2.36, results.tolerance_for_mean(0.063, 1),
                unit=" nats/image", digits=2, at_least=1.0)
 # a difference of two models spreads by sqrt(2) x 0.11 = 0.16 nats from seed to seed
 results.expect("Keras VAE -ELBO minus the PyTorch VAE's", k_neg_elbo - test_terms["neg_elbo"], 0.06,

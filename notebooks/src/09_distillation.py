@@ -27,8 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from lib import check, data, distill, results
-from lib.cnn import LeNet, random_shift
+from lib.cnn import LeNet, ShiftAugment
 from lib.device import get_device, seed_everything
+from lib.recipes import one_cycle, train_classifier
+from lib.train import count_parameters
 
 seed_everything(0)
 # The models here are tiny: one CPU thread is faster than several (synchronising threads costs more
@@ -57,21 +59,20 @@ print(f"train {tuple(X_train.shape)}, validation {tuple(X_val.shape)}, test {tup
 # The teacher is chapter 04's CNN, `lib.cnn.LeNet`: two conv blocks (3x3 convolutions, batch norm,
 # ReLU, max-pooling) and a two-layer classifier with dropout. It is trained here on the 1,077 training
 # digits with the light augmentation of chapter 04 — every batch shifted by up to one pixel
-# (`lib.cnn.random_shift`) — using AdamW with a one-cycle learning rate, through `lib.distill.train_classifier`.
-
-# %%
-def shift_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return random_shift(x, max_shift=1, generator=generator)
-
+# (`lib.cnn.ShiftAugment`) — with the course's classifier recipe, `lib.recipes.train_classifier`
+# (chapters 03–04), here with a **one-cycle** learning rate (`lib.recipes.one_cycle`: it rises from
+# 1/25 of its peak over the first 30% of the steps, then decays to almost 0) and no label smoothing,
+# since the students below learn from the teacher's own probabilities.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 torch.manual_seed(0)
 teacher = LeNet().to(device)
-distill.train_classifier(teacher, X_train, y_train, epochs=40, lr=3e-3, batch_size=64,
-                         weight_decay=1e-2, seed=0, augment=shift_augment)
+train_classifier(teacher, X_train, y_train, epochs=40, lr=3e-3, batch_size=64, weight_decay=1e-2,
+                 label_smoothing=0.0, schedule=one_cycle(), augment=ShiftAugment(max_shift=1, seed=0), seed=0,
+                 progress=False)
 teacher_acc = distill.accuracy(teacher, X_test, y_test)
-teacher_params = distill.count_parameters(teacher)
+teacher_params = count_parameters(teacher)
 print(f"teacher: {teacher_params:,} parameters, test accuracy {100 * teacher_acc:.1f}% "
       f"({round((1 - teacher_acc) * len(y_test))} errors on {len(y_test)} images)")
 
@@ -225,13 +226,13 @@ def make_student() -> torch.nn.Module:
     return LeNet(channels=(8, 16), hidden=32, dropout=0.0).to(device)
 
 
-student_params = distill.count_parameters(make_student())
+student_params = count_parameters(make_student())
 ratio = teacher_params / student_params
 print(f"student: {student_params:,} parameters; the teacher has {ratio:.1f}x more")
 assert ratio >= 10, "the student must have at least 10x fewer parameters than the teacher"
 
 teacher_train_logits = distill.logits_of(teacher, X_train)
-STUDENT = dict(epochs=80, lr=1e-2, batch_size=256)
+STUDENT = dict(epochs=80, lr=1e-2, batch_size=256, weight_decay=0.0, label_smoothing=0.0, schedule=one_cycle())
 runs = {}  # (kind, T, seed) -> trained student, so that no run is repeated
 
 
@@ -241,9 +242,11 @@ def student_run(seed: int, T: float | None = None, alpha: float = 0.1) -> torch.
     if key not in runs:
         torch.manual_seed(seed)
         model = make_student()
-        distill.train_classifier(model, X_train, y_train, seed=seed, **STUDENT,
-                                 teacher_logits=None if T is None else teacher_train_logits,
-                                 T=T or 1.0, alpha=alpha)
+        if T is None:   # hard labels only
+            train_classifier(model, X_train, y_train, seed=seed, progress=False, **STUDENT)
+        else:           # the same, with the distillation loss on the teacher's logits
+            train_classifier(model, X_train, y_train, seed=seed, progress=False, **STUDENT,
+                             soft_targets=teacher_train_logits, soft_loss=distill.distillation(T, alpha))
         runs[key] = model
     return runs[key]
 
@@ -389,7 +392,7 @@ table = {
 }
 rows = {}
 for name, (model, acc) in table.items():
-    rows[name] = (distill.count_parameters(model), distill.state_dict_bytes(model),
+    rows[name] = (count_parameters(model), distill.state_dict_bytes(model),
                   1000 * distill.cpu_latency(model, batch), acc)
     model.to(device)
 print(f"{'model':30s} {'parameters':>10s} {'bytes':>9s} {'ms / batch':>10s} {'accuracy':>9s}")
@@ -460,9 +463,10 @@ print("the widget at T = 10 shows the entropy of softened(10):",
 # %%
 from lib.keras_models import load_keras
 
-keras = load_keras(0)
+keras = load_keras()
+seed_everything(0)                       # seeds Keras' initial weights too, now that it is loaded
 to_nhwc = lambda x: x.cpu().numpy().transpose(0, 2, 3, 1)
-k_student = distill.keras_student(channels=(8, 16), hidden=32, seed=0)
+k_student = distill.keras_student(channels=(8, 16), hidden=32)
 distiller = distill.keras_distiller(k_student, T=best_T, alpha=0.1)
 # the one-cycle schedule of the PyTorch runs: 30% warm-up from lr/25, then cosine decay
 steps = STUDENT["epochs"] * math.ceil(len(y_train) / STUDENT["batch_size"])
