@@ -65,3 +65,44 @@ def test_seed_accepts_numpy_ints_and_prefer_must_be_a_name():
     assert random.getstate() == before
     with pytest.raises(TypeError, match="prefer must be"):
         get_device(["cpu"])
+
+
+def test_seeded_depends_on_the_seed_alone_and_restores_the_callers_state():
+    from lib.device import seeded
+
+    torch.manual_seed(7)
+    np.random.seed(7)
+    random.seed(7)
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    with seeded(3):
+        a = (torch.rand(2), np.random.rand(2), random.random())
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert (np.random.get_state()[1] == states[1]).all() and random.getstate() == states[2]
+    torch.manual_seed(99)           # another outside state: the same draws inside
+    with seeded(3):
+        b = (torch.rand(2), np.random.rand(2), random.random())
+    assert torch.equal(a[0], b[0]) and (a[1] == b[1]).all() and a[2] == b[2]
+    with seeded(4):
+        assert not torch.equal(torch.rand(2), a[0])
+    before = torch.get_rng_state()
+    with pytest.raises(RuntimeError, match="inside"), seeded(5):
+        torch.rand(3)
+        raise RuntimeError("inside")
+    assert torch.equal(torch.get_rng_state(), before)   # restored even when the block raises
+
+
+def test_setup_notebook_seeds_prints_and_returns_the_device(capsys):
+    from lib.device import setup_notebook
+
+    threads = torch.get_num_threads()
+    try:
+        device = setup_notebook(seed=5)
+        first = torch.rand(1)
+        assert capsys.readouterr().out == f"device: {device.type}\n" and device == get_device()
+        assert torch.get_num_threads() == 1
+        setup_notebook(seed=5, single_thread=False)
+        assert torch.equal(torch.rand(1), first)
+        with pytest.raises(TypeError, match="single_thread"):
+            setup_notebook(single_thread="yes")
+    finally:
+        torch.set_num_threads(threads)

@@ -73,6 +73,7 @@ def test_mlm_loss_with_nothing_masked_is_zero_not_nan():
     loss = mlm_loss(logits, torch.full((2, 4), IGNORE))
     assert loss.item() == 0.0
     loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
     with pytest.raises(ValueError, match="logits"):
         mlm_loss(torch.randn(2, 4), torch.zeros(2, 4, dtype=torch.long))
 

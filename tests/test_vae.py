@@ -92,8 +92,13 @@ def test_shapes():
     assert logits.shape == (5, 64) and mu.shape == logvar.shape == (5, 4)
     assert model.sample(7).shape == (7, 64)
     assert vae.latent_grid(vae.VAE(latent=2), n=3).shape == (3, 3, 8, 8)
-    terms = vae.elbo_terms(model, x, samples=2)
-    assert terms["neg_elbo"] == pytest.approx(terms["recon"] + terms["kl"])
+    # elbo_terms (eval mode, no gradient) agrees with vae_loss at beta = 1 for the same noise
+    terms = vae.elbo_terms(model, x, samples=1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        z = vae.reparameterize(mu, logvar, generator=torch.Generator().manual_seed(0))
+        assert terms["neg_elbo"] == pytest.approx(float(vae.vae_loss(model.decode(z), x, mu, logvar)), rel=1e-6)
+        assert terms["kl"] == pytest.approx(float(vae.gaussian_kl(mu, logvar).mean()), rel=1e-6)
 
 
 def test_latent_grid_orientation():
