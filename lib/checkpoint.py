@@ -7,10 +7,8 @@ anything. ``lib.train.fit(checkpoint=path)`` uses both.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.validate import describe, require_device, require_module
+from lib.data import atomic_write
+from lib.device import require_device
+from lib.validate import describe, require_module
 
 CHECKPOINT_FORMAT = "course-checkpoint-v1"
 
@@ -72,14 +72,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     payload = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "extra": dict(extra)}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     _remove_stale_temporaries(path, started)
 
 
@@ -123,7 +117,7 @@ def _read_failure(path: Path, e: Exception) -> str:
     """Why ``torch.load`` failed, without guessing: truncation only when the file says so."""
     if isinstance(e, pickle.UnpicklingError):
         return ("it holds objects that torch.load(weights_only=True) refuses to read (e.g. NumPy values or "
-                "custom classes): it was not written by lib.train.save_checkpoint")
+                "custom classes): it was not written by lib.checkpoint.save_checkpoint")
     if isinstance(e, EOFError) or "central directory" in str(e) or "PytorchStreamReader" in str(e):
         return "the file is truncated, or not a file written by torch.save"
     return f"torch.load failed with {type(e).__name__}: {e}"

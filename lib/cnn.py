@@ -277,13 +277,16 @@ def train_lenet(X: np.ndarray, y: np.ndarray, *, epochs: int = 40, max_shift: in
 
 # --------------------------------------------------------------------------- Keras
 def keras_lenet(num_classes: int = 10, channels: tuple[int, int] = (32, 64), hidden: int = 128,
-                dropout: float = 0.25, max_shift: int = 1, shift_seed: int = 0):
+                dropout: float = 0.25, max_shift: int = 1, shift_seed: int = 0, bn_momentum: float = 0.99,
+                bn_epsilon: float = 1e-3, name: str = "lenet"):
     """The Keras twin of ``LeNet`` for channels-last images ``(batch, 8, 8, 1)``; returns logits.
 
     ``max_shift > 0`` puts a ``RandomTranslation`` layer first (active only in training), the
     Keras counterpart of ``random_shift``: nearest-pixel moves of up to ``max_shift`` pixels,
-    zero fill, its draws seeded by ``shift_seed``. Initial weights and dropout come from Keras'
-    global generator: call ``lib.device.seed_everything`` first.
+    zero fill, its draws seeded by ``shift_seed``. ``dropout=0`` leaves the dropout layer out.
+    ``bn_momentum``/``bn_epsilon`` are Keras' batch-norm defaults; PyTorch's are 0.9 and 1e-5 (Keras'
+    momentum counts what is kept, PyTorch's what is replaced). Initial weights and dropout come from
+    Keras' global generator: call ``lib.device.seed_everything`` first.
     """
     from lib.keras_models import load_keras
 
@@ -294,7 +297,7 @@ def keras_lenet(num_classes: int = 10, channels: tuple[int, int] = (32, 64), hid
         f = max_shift / 8
         layers.append(L.RandomTranslation(f, f, fill_mode="constant", interpolation="nearest", seed=shift_seed))
     for c in channels:
-        layers += [L.Conv2D(c, 3, padding="same", use_bias=False), L.BatchNormalization(),
-                   L.ReLU(), L.MaxPooling2D(2)]
-    layers += [L.Flatten(), L.Dense(hidden, activation="relu"), L.Dropout(dropout), L.Dense(num_classes)]
-    return keras.Sequential(layers, name="lenet")
+        layers += [L.Conv2D(c, 3, padding="same", use_bias=False),
+                   L.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon), L.ReLU(), L.MaxPooling2D(2)]
+    layers += [L.Flatten(), L.Dense(hidden, activation="relu")] + ([L.Dropout(dropout)] if dropout else [])
+    return keras.Sequential(layers + [L.Dense(num_classes)], name=name)

@@ -6,6 +6,7 @@ code can share them; ``make_loader`` wraps them for PyTorch. Text data (names) l
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -131,16 +132,27 @@ def digits(split: str = "train", images: bool = False, seed: int = 0) -> tuple[n
 
 
 # --------------------------------------------------------------------------- MNIST-1D
-def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+@contextlib.contextmanager
+def atomic_write(path: str | Path, suffix: str = ".tmp"):
+    """``with atomic_write(path) as tmp:`` write to ``tmp`` (a new file next to ``path``); when the block
+    ends without an error, ``tmp`` is renamed to ``path`` in one step, so readers see the old file or
+    the new one, never half of it. On an error (crash, full disk, Ctrl-C) ``tmp`` is removed and any
+    old ``path`` is left as it was. Used for caches, checkpoints and downloads."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=suffix)
     os.close(fd)
     try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
+        yield Path(tmp)
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_write(path, suffix=".tmp.npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
 
 
 def mnist1d(split: str = "train") -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """Where computations run, and how to make them repeatable.
 
 ``get_device()`` picks CUDA, then Apple MPS, then CPU, so that every notebook runs unchanged on a
-laptop or a GPU machine; ``model_device(model)`` says where a model is (computations follow it).
+laptop or a GPU machine; ``require_device``/``resolve_device`` check a device argument; ``model_device(model)`` says where a model is (computations follow it).
 ``seed_everything`` seeds every random generator the course uses, and is the only function that
 does; ``seeded(seed)`` runs a block seeded without disturbing the caller's random state.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.validate import require_module
+from lib.validate import describe, require_module
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -31,21 +31,25 @@ def get_device(prefer: str | None = None) -> torch.device:
     if prefer is not None and not isinstance(prefer, str):
         raise TypeError(f"prefer must be 'cpu', 'cuda', 'mps' or None, got {type(prefer).__name__} {prefer!r}")
     prefer = prefer or os.environ.get("COURSE_DEVICE")
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-        "cpu": True,
-    }
     if prefer is not None:
-        if prefer not in available:
-            raise ValueError(f"prefer must be one of {sorted(available)}, got {prefer!r}")
-        if not available[prefer]:
+        if prefer not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"prefer must be one of ['cpu', 'cuda', 'mps'], got {prefer!r}")
+        if not _available(prefer):
             raise ValueError(f"device {prefer!r} was asked for but is not available here")
         return torch.device(prefer)
     for name in ("cuda", "mps"):
-        if available[name]:
+        if _available(name):
             return torch.device(name)
     return torch.device("cpu")
+
+
+def _available(kind: str) -> bool:
+    """Whether this machine has a device of type ``kind`` ("cpu", "cuda", "mps"; other types: True)."""
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return True
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -59,6 +63,28 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def require_device(name: str, device: Any) -> torch.device:
+    """``device`` ("cpu", "cuda:0", a ``torch.device``) as a ``torch.device`` that exists on this machine."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{name} must be a device name such as 'cpu' or 'cuda', or a torch.device; got {describe(device)}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"{name} {device!r} is not a device name (e.g. 'cpu', 'cuda', 'cuda:1', 'mps')") from e
+    if not _available(device.type):
+        raise ValueError(f"{name} {str(device)!r} is not available on this machine; use 'cpu' or "
+                         "get_device()")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{name} {str(device)!r} does not exist: this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def resolve_device(device: Any) -> torch.device:
+    """``device`` checked by ``require_device``, or ``get_device()`` when it is None."""
+    return get_device() if device is None else require_device("device", device)
+
+
 def seed_everything(seed: int = 0, deterministic: bool = True, keras: bool = True) -> None:
     """Seed Python, NumPy, PyTorch (CPU and CUDA) and, if already imported, TensorFlow/Keras.
 
@@ -68,7 +94,7 @@ def seed_everything(seed: int = 0, deterministic: bool = True, keras: bool = Tru
     With ``deterministic=True`` PyTorch is asked to use deterministic algorithms (``warn_only`` so
     that an op without a deterministic version warns instead of failing on a GPU).
     TensorFlow is never imported here: importing it costs seconds, so it is seeded only when a
-    notebook has already loaded it (``lib.keras_models`` seeds it again after its lazy import).
+    notebook has already loaded it: a notebook calls ``seed_everything`` again after ``lib.keras_models.load_keras()``.
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or not 0 <= seed < 2 ** 32:
         raise ValueError(f"seed must be a non-negative int below 2**32 (NumPy's limit), got {seed!r}")

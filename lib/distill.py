@@ -24,17 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.device import model_device
-from lib.train import eval_mode
-from lib.validate import (require_int, require_module, require_number, require_positive_int, require_positive_number,
-                          require_tensor)
+from lib.train import eval_mode, predict
+from lib.validate import require_int, require_labels, require_module, require_number, require_positive_number, require_tensor
 
 
 def _check_logits(name: str, t: torch.Tensor) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.ndim != 2 or not t.is_floating_point():
-        raise ValueError(f"{name} must be floating logits of shape (batch, classes); "
-                         f"got {t.dtype} of shape {tuple(t.shape)}")
+    require_tensor(name, t, "batch, classes", kind="float")
 
 
 def _check_temperature(T: float) -> None:
@@ -74,9 +69,8 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     if teacher_logits.shape != student_logits.shape:
         raise ValueError(f"teacher_logits must have the student's shape {tuple(student_logits.shape)}; "
                          f"got {tuple(teacher_logits.shape)}")
-    if not isinstance(target, torch.Tensor) or target.shape != student_logits.shape[:1] or target.is_floating_point():
-        raise ValueError(f"target must be class indices of shape ({student_logits.shape[0]},); "
-                         f"got {target.dtype} of shape {tuple(target.shape)}")
+    require_tensor("target", target)
+    require_labels("target", target, student_logits.shape[1], student_logits.shape[0])
     _check_temperature(T)
     _check_alpha(alpha)
     hard = F.cross_entropy(student_logits, target)
@@ -103,17 +97,10 @@ def distillation(T: float = 4.0, alpha: float = 0.1) -> Callable[[torch.Tensor, 
     return loss
 
 
-@torch.no_grad()
 def logits_of(model: nn.Module, X: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """``model``'s logits on ``X`` in evaluation mode, batch by batch: ``(n, classes)`` on ``X``'s device."""
-    require_module("model", model)
+    """``model``'s logits on ``X`` in evaluation mode (``lib.train.predict``): ``(n, classes)`` on ``X``'s device."""
     require_tensor("X", X)
-    require_positive_int("batch_size", batch_size)
-    if len(X) == 0:
-        raise ValueError("X is empty")
-    device = model_device(model)
-    with eval_mode(model):
-        return torch.cat([model(xb.to(device)).to(X.device) for xb in X.split(batch_size)])
+    return predict(model, X, batch_size=batch_size).to(X.device)
 
 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
@@ -174,20 +161,15 @@ def gap_recovered(teacher_err: float, student_err: float, distilled_err: float) 
 
 # --------------------------------------------------------------------------- Keras
 def keras_student(channels: tuple[int, int] = (8, 16), hidden: int = 32, num_classes: int = 10):
-    """The student in Keras: the same small LeNet, on ``(batch, 8, 8, 1)`` images (channels last).
-    Initial weights come from Keras' global generator: call ``lib.device.seed_everything`` first."""
-    from lib.keras_models import load_keras
+    """The student in Keras: the same small LeNet (``lib.cnn.keras_lenet`` without dropout or shifts),
+    on ``(batch, 8, 8, 1)`` images (channels last). Batch norm uses PyTorch's settings: with Keras'
+    momentum 0.99 the running statistics would lag far behind the weights in a run of a few hundred
+    steps, and test accuracy would suffer. Initial weights come from Keras' global generator: call
+    ``lib.device.seed_everything`` first."""
+    from lib.cnn import keras_lenet
 
-    keras = load_keras()
-    L = keras.layers
-    layers = [keras.Input((8, 8, 1))]
-    for c in channels:
-        # PyTorch's BatchNorm2d defaults: Keras' momentum 0.99 would let the running statistics lag
-        # far behind the weights in a run of a few hundred steps, and test accuracy would suffer
-        layers += [L.Conv2D(c, 3, padding="same", use_bias=False),
-                   L.BatchNormalization(momentum=0.9, epsilon=1e-5), L.ReLU(), L.MaxPooling2D(2)]
-    layers += [L.Flatten(), L.Dense(hidden, activation="relu"), L.Dense(num_classes)]
-    return keras.Sequential(layers, name="student")
+    return keras_lenet(num_classes, channels, hidden, dropout=0.0, max_shift=0, bn_momentum=0.9, bn_epsilon=1e-5,
+                       name="student")
 
 
 def keras_distiller(student, T: float = 4.0, alpha: float = 0.1):

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from lib.data import cache_dir, check_split
+from lib.data import atomic_write, cache_dir, check_split
 
 FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
          "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
@@ -55,6 +53,10 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+class _ChecksumMismatch(Exception):
+    """A downloaded file whose SHA-256 is not the expected one (the next mirror is tried)."""
+
+
 def fetch(filename: str, expected_sha256: str, folder: Path, mirrors: tuple[str, ...],
           timeout: float = 30.0) -> Path:
     """Return ``folder/filename``, downloading it from the first mirror that works.
@@ -67,25 +69,21 @@ def fetch(filename: str, expected_sha256: str, folder: Path, mirrors: tuple[str,
         if sha256_of(target) == expected_sha256:
             return target
         raise DownloadError(f"{target} exists but its SHA-256 does not match; delete it and try again")
-    folder.mkdir(parents=True, exist_ok=True)
     errors = []
     for mirror in mirrors:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=filename + ".", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(mirror + filename, timeout=timeout) as resp:
-                for chunk in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(chunk)
-            got = sha256_of(tmp)
-            if got != expected_sha256:
-                errors.append(f"{mirror}: checksum {got[:12]}… != expected {expected_sha256[:12]}…")
-                continue
-            os.replace(tmp, target)
+            with atomic_write(target, suffix=".part") as tmp:
+                with open(tmp, "wb") as out, urllib.request.urlopen(mirror + filename, timeout=timeout) as resp:
+                    for chunk in iter(lambda: resp.read(1 << 20), b""):
+                        out.write(chunk)
+                got = sha256_of(tmp)
+                if got != expected_sha256:  # leaving the block with an error discards the file
+                    raise _ChecksumMismatch(f"{mirror}: checksum {got[:12]}… != expected {expected_sha256[:12]}…")
             return target
+        except _ChecksumMismatch as e:
+            errors.append(str(e))
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             errors.append(f"{mirror}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     raise DownloadError(f"could not download {filename} (are you offline?). Tried:\n  " + "\n  ".join(errors))
 
 

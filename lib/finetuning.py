@@ -17,18 +17,31 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from lib.data import check_split, make_loader
-from lib.device import model_device, seeded
-from lib.mlm import check_ids, encoder_sizes, length_buckets, trim_padding
-from lib.recipes import adamw, class_weights
+from lib.data import check_split
+from lib.device import resolve_device
+from lib.mlm import encoder_sizes, length_buckets, trim_padding
+from lib.recipes import class_weights, constant, cross_entropy_loss, train_classifier
 from lib.text import CharVocab, load_names, names_split
-from lib.train import History, eval_mode, fit
-from lib.validate import (describe, require_int, require_module, require_positive_int, require_probability,
-                          require_tensor, resolve_device)
+from lib.train import History, predict
+from lib.validate import (describe, require_ids, require_int, require_labels, require_module, require_positive_int,
+                          require_probability, require_tensor)
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average ``hidden: (B, T, d)`` over positions where ``attention_mask: (B, T)`` is 1 (or True) -> ``(B, d)``.
+
+    Used by ``Classifier(pooling="mean")`` and for MiniLM's sentence embeddings (``lib.pretrained.embed``);
+    a row without any real position gives zeros."""
+    require_tensor("hidden", hidden)
+    require_tensor("attention_mask", attention_mask)
+    if hidden.ndim != 3 or attention_mask.shape != hidden.shape[:2]:
+        raise ValueError(f"expected hidden (B, T, d) and attention_mask (B, T); got "
+                         f"{tuple(hidden.shape)} and {tuple(attention_mask.shape)}")
+    keep = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
 
 
 class Classifier(nn.Module):
@@ -58,7 +71,7 @@ class Classifier(nn.Module):
         self.head = nn.Linear(d_model, n_classes)
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
-        check_ids(ids)
+        require_ids("ids", ids)
         ids, = trim_padding(ids, pad_id=self.pad_id)
         pad = ids == self.pad_id
         hidden = self.encoder(ids, pad)                            # (B, T, d)
@@ -66,8 +79,7 @@ class Classifier(nn.Module):
             return hidden[:, 0]
         if self.pooling == "last":                                 # right padding: last real token
             return hidden[torch.arange(len(ids), device=ids.device), (~pad).sum(1).clamp(min=1) - 1]
-        keep = (~pad).unsqueeze(-1).to(hidden.dtype)               # (B, T, 1)
-        return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        return mean_pool(hidden, ~pad)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.features(ids)))
@@ -95,17 +107,14 @@ def class_weighted_ce(labels: torch.Tensor, n_classes: int) -> Callable:
     With balanced ``labels`` every weight is 1 and this is plain cross-entropy.
     """
     _check_labels(labels, n_classes)
-    weight = torch.from_numpy(class_weights(labels, n_classes))
-    return lambda output, target: F.cross_entropy(output, target, weight=weight.to(output.device))
+    return cross_entropy_loss(class_weight=class_weights(labels, n_classes))
 
 
 def _check_labels(labels: torch.Tensor, n_classes: int, n: int | None = None) -> None:
     """``labels``: ``(N,)`` integer class indices in ``[0, n_classes)`` (``N = n`` when given)."""
     require_positive_int("n_classes", n_classes)
-    require_tensor("labels", labels, "N", (n,), kind="int")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
-        raise ValueError(f"labels must be class indices in [0, {n_classes}); got [{int(labels.min())}, "
-                         f"{int(labels.max())}] (is n_classes right?)")
+    require_tensor("labels", labels)
+    require_labels("labels", labels, n_classes, n)
 
 
 class _BucketSampler(torch.utils.data.Sampler):
@@ -126,41 +135,36 @@ def finetune(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, *, epoch
              batch_size: int = 32, lr: float = 1e-3, seed: int = 0, n_classes: int = 2,
              bucket: bool = False, progress: bool = False,
              device: torch.device | str | None = None) -> History:
-    """Train every trainable parameter of ``model`` on ``(ids: (N, T), labels: (N,))`` with
-    ``lib.train.fit``, ``lib.recipes.adamw`` (weight decay 0.01 on matrices) and a class-weighted
-    cross-entropy. Frozen parameters stay as they are. ``seed`` fixes the batches and dropout.
+    """Train every trainable parameter of ``model`` on ``(ids: (N, T), labels: (N,))`` with the
+    classifier recipe ``lib.recipes.train_classifier``: ``adamw`` (weight decay 0.01 on matrices),
+    a constant learning rate, class-weighted cross-entropy without label smoothing. Frozen parameters
+    stay as they are. ``seed`` fixes the batches and dropout.
 
     ``bucket=True`` groups names of similar length in a batch (less padding, faster on large sets).
     """
     require_module("model", model)
-    check_ids(ids)
+    require_ids("ids", ids)
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or len(labels) != len(ids):
         raise ValueError(f"labels must be (N,) with N = {len(ids)}; got {describe(labels)}")
     _check_labels(labels, n_classes)
     require_positive_int("batch_size", batch_size)
     require_int("seed", seed, 0)
-    if bucket:
-        loader = DataLoader(TensorDataset(ids, labels), batch_sampler=_BucketSampler(ids, batch_size, seed))
-    else:
-        loader = make_loader(ids, labels, batch_size=batch_size, shuffle=True, seed=seed)
-    with seeded(seed):  # dropout masks
-        return fit(model, loader, epochs=epochs, optimizer=adamw(model, lr, weight_decay=0.01),
-                   loss_fn=class_weighted_ce(labels, n_classes), progress=progress, device=device)
+    return train_classifier(model, ids, labels, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=0.01,
+                            label_smoothing=0.0, schedule=constant, class_weight=class_weights(labels, n_classes),
+                            batch_sampler=_BucketSampler(ids, batch_size, seed) if bucket else None, seed=seed,
+                            device=device, progress=progress)
 
 
-@torch.no_grad()
 def encode_features(model: Classifier, ids: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Pooled encoder features ``(N, d)`` in eval mode (no dropout), on the CPU."""
+    """Pooled encoder features ``(N, d)`` in eval mode (no dropout), on the CPU (``lib.train.predict``
+    with ``model.features`` as the forward pass)."""
     if not isinstance(model, Classifier):
         raise TypeError(f"model must be a lib.finetuning.Classifier, got {describe(model)}")
-    check_ids(ids)
+    require_ids("ids", ids)
     require_positive_int("batch_size", batch_size)
     if not len(ids):
         raise ValueError("ids is empty")
-    device = model_device(model)
-    with eval_mode(model):
-        return torch.cat([model.features(ids[i:i + batch_size].to(device)).cpu()
-                          for i in range(0, len(ids), batch_size)])
+    return predict(model, ids, batch_size=batch_size, forward=lambda m, x: m.features(x))
 
 
 def linear_probe(model: Classifier, ids: torch.Tensor, labels: torch.Tensor, *, epochs: int,
@@ -169,34 +173,30 @@ def linear_probe(model: Classifier, ids: torch.Tensor, labels: torch.Tensor, *, 
     """Freeze ``model.encoder`` and train only ``model.head`` on its pooled features.
 
     The features of a frozen encoder never change, so they are computed once and the head is
-    trained on them: the same result as running the frozen encoder at every step, much faster.
+    trained on them (``lib.recipes.train_classifier``, as ``finetune`` but without weight decay): the
+    same result as running the frozen encoder at every step, much faster.
     """
     if not isinstance(model, Classifier):
         raise TypeError(f"model must be a lib.finetuning.Classifier, got {describe(model)}")
-    check_ids(ids)
+    require_ids("ids", ids)
     _check_labels(labels, n_classes, len(ids))
     device = resolve_device(device)
     freeze(model.encoder).to(device)
     features = encode_features(model.to(device), ids)
-    loader = make_loader(features, labels, batch_size=batch_size, shuffle=True, seed=seed)
-    with seeded(seed):  # dropout masks
-        return fit(model.head, loader, epochs=epochs, lr=lr, loss_fn=class_weighted_ce(labels, n_classes),
-                   progress=False, device=device)
+    return train_classifier(model.head, features, labels, epochs=epochs, lr=lr, batch_size=batch_size,
+                            weight_decay=0.0, label_smoothing=0.0, schedule=constant,
+                            class_weight=class_weights(labels, n_classes), seed=seed, device=device, progress=False)
 
 
-@torch.no_grad()
 def predict_labels(model: nn.Module, ids: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """``argmax`` class ``(N,)`` of ``model(ids)`` in eval mode, on the CPU. ``ids`` is whatever the
+    """``argmax`` class ``(N,)`` of ``model(ids)`` (``lib.train.predict``), on the CPU. ``ids`` is whatever the
     model takes, batched along its first dimension (token ids for a ``Classifier``, features for a head)."""
     require_module("model", model)
     require_tensor("ids", ids)
     require_positive_int("batch_size", batch_size)
     if not len(ids):
         raise ValueError("ids is empty")
-    device = model_device(model)
-    with eval_mode(model):
-        return torch.cat([model(ids[i:i + batch_size].to(device)).argmax(-1).cpu()
-                          for i in range(0, len(ids), batch_size)])
+    return predict(model, ids, batch_size=batch_size).argmax(-1)
 
 
 # --------------------------------------------------------------------------- the labelled task

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.device import model_device
-from lib.text import CharVocab, lm_tensors
+from lib.text import IGNORE_INDEX, CharVocab, lm_tensors
 from lib.train import eval_mode
 from lib.validate import (describe, require_ids, require_int, require_module, require_number, require_tensor,
                           require_texts)
@@ -55,11 +55,15 @@ class BigramLM(nn.Module):
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the non-padded targets (``-100`` = padding); a ``loss_fn`` for
-    ``lib.train.fit``. ``logits: (B, T, V)``, ``targets: (B, T)``."""
+    """Mean cross-entropy over the targets that are not ``IGNORE_INDEX`` (-100: padding, or letters
+    that were not masked); a ``loss_fn`` for ``lib.train.fit``. ``logits: (B, T, V)``,
+    ``targets: (B, T)``. With no target at all it returns a zero that still has a gradient
+    (instead of 0/0 = NaN)."""
     require_tensor("logits", logits, "B, T, V", kind="float")
     require_tensor("targets", targets, "B, T", tuple(logits.shape[:2]), kind="long")
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+    if not (targets != IGNORE_INDEX).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
 @torch.no_grad()
@@ -79,8 +83,8 @@ def nll_per_char(model: nn.Module, names: list[str], vocab: CharVocab, batch_siz
             x, y = lm_tensors(names[start:start + batch_size], vocab)
             logits = model(x.to(device))
             total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).double(), y.to(device).reshape(-1),
-                                           ignore_index=-100, reduction="sum"))
-            count += int((y != -100).sum())
+                                           ignore_index=IGNORE_INDEX, reduction="sum"))
+            count += int((y != IGNORE_INDEX).sum())
     return total / count
 
 

@@ -23,18 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.device import model_device
+from lib.lm import lm_loss
 from lib.recipes import adamw, warmup_cosine
-from lib.text import CharVocab
+from lib.text import IGNORE_INDEX, CharVocab
 from lib.train import History, eval_mode, fit
 from lib.validate import (describe, require_ids, require_int, require_module, require_number, require_positive_int,
                           require_tensor)
 
-IGNORE = -100  # target value that F.cross_entropy skips (ignore_index)
-
-
-def check_ids(ids: torch.Tensor, name: str = "ids") -> None:
-    """Raise ``TypeError`` unless ``ids`` is an int64 tensor of shape ``(B, T)``."""
-    require_ids(name, ids)
+IGNORE = IGNORE_INDEX  # target value that F.cross_entropy skips (lib.text.IGNORE_INDEX, -100)
 
 
 def _check_masked_lm(model) -> None:
@@ -53,7 +49,7 @@ def mask_tokens(ids: torch.Tensor, vocab_size: int, *, rate: float = 0.15, mask_
     model cannot learn that "only ``*`` needs predicting" and must keep a good representation of
     every letter. ``targets`` holds the original token at chosen positions and ``-100`` elsewhere.
     """
-    check_ids(ids)
+    require_ids("ids", ids)
     require_number("rate", rate, low=0, high=1, low_open=True)
     for name, value in (("vocab_size", vocab_size), ("mask_id", mask_id), ("n_special", n_special)):
         require_int(name, value)
@@ -81,15 +77,10 @@ def mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     ``logits: (B, T, V)``, ``targets: (B, T)`` with ``-100`` at unmasked positions, which carry no
     loss (predicting a letter the model can see would be copying, not learning). A batch with no
-    masked position returns a zero that still has a gradient (instead of 0/0 = NaN).
+    masked position returns a zero that still has a gradient (instead of 0/0 = NaN). The same
+    formula as a language model's loss over its non-padded targets: it is ``lib.lm.lm_loss``.
     """
-    if logits.ndim != 3 or targets.shape != logits.shape[:2]:
-        raise ValueError(f"expected logits (B, T, V) and targets (B, T); got {tuple(logits.shape)} "
-                         f"and {tuple(targets.shape)}")
-    require_tensor("targets", targets, kind="long")
-    if not (targets != IGNORE).any():
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+    return lm_loss(logits, targets)
 
 
 # --------------------------------------------------------------------------- models
@@ -138,7 +129,7 @@ class MaskedLM(nn.Module):
                                   nn.Linear(d_model, vocab_size))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        check_ids(ids)
+        require_ids("ids", ids)
         return self.head(self.encoder(ids, ids == self.pad_id))
 
 
@@ -174,7 +165,7 @@ class MaskedBatches:
 
     def __init__(self, ids: torch.Tensor, vocab_size: int, batch_size: int, *, rate: float = 0.15,
                  pad_id: int = 0, generator: torch.Generator | None = None) -> None:
-        check_ids(ids)
+        require_ids("ids", ids)
         if not len(ids):
             raise ValueError("ids is empty: there is nothing to pretrain on")
         require_positive_int("batch_size", batch_size)
@@ -237,7 +228,7 @@ def evaluate_mlm(model: MaskedLM, ids: torch.Tensor, *, rate: float = 0.15, seed
     of masked positions whose original token is among the model's ``top_k`` guesses. Eval mode.
     """
     _check_masked_lm(model)
-    check_ids(ids)
+    require_ids("ids", ids)
     require_positive_int("batch_size", batch_size)
     vocab_size = model.head[-1].out_features
     require_int("top_k", top_k, 1, vocab_size)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.validate import (describe, is_int, require_array, require_finite, require_int, require_number,
+from lib.validate import (describe, is_int, require_array, require_finite, require_int, require_labels, require_number,
                           require_positive_int, require_positive_number, require_probability)
 
 
@@ -42,10 +42,7 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
 def _check_labels(logits: np.ndarray, y: np.ndarray) -> None:
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (n, classes); got {logits.shape}")
-    if y.shape != (logits.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must be integer labels of shape ({logits.shape[0]},); got {y.dtype} {y.shape}")
-    if y.size and (y.min() < 0 or y.max() >= logits.shape[1]):  # -1 would silently pick the last class
-        raise ValueError(f"y must be class indices in [0, {logits.shape[1]}); got [{y.min()}, {y.max()}]")
+    require_labels("y", y, n_classes=logits.shape[1], n=logits.shape[0])
 
 
 def _check_sizes(sizes: Sequence[int]) -> list[int]:

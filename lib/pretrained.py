@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lib.device import model_device
+from lib.finetuning import mean_pool
 from lib.train import eval_mode
 from lib.validate import is_int, require_int, require_positive_int, require_tensor, require_texts
 
@@ -104,17 +105,6 @@ def tokenize(tokenizer, texts: list[str], max_length: int = 16) -> tuple[torch.T
     return enc["input_ids"], enc["attention_mask"]
 
 
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Average ``hidden: (B, T, d)`` over positions where ``attention_mask: (B, T)`` is 1 -> ``(B, d)``."""
-    require_tensor("hidden", hidden)
-    require_tensor("attention_mask", attention_mask)
-    if hidden.ndim != 3 or attention_mask.shape != hidden.shape[:2]:
-        raise ValueError(f"expected hidden (B, T, d) and attention_mask (B, T); got "
-                         f"{tuple(hidden.shape)} and {tuple(attention_mask.shape)}")
-    keep = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1e-9)
-
-
 def _length_sorted_batches(attention_mask: torch.Tensor, batch_size: int):
     # short texts together: each batch is cut to its own longest text, which saves most of the padding
     require_tensor("attention_mask", attention_mask, "N, T")
@@ -166,8 +156,9 @@ def fresh_classifier(base: nn.Module, seed: int = 0, train_layers: int | None = 
         require_int("train_layers", train_layers, 0)
     require_int("seed", seed, 0)
     model = copy.deepcopy(base).train()
-    generator = torch.Generator(device=model.classifier.weight.device).manual_seed(seed)
-    model.classifier.weight.data.normal_(0.0, model.config.initializer_range, generator=generator)
+    weight = model.classifier.weight
+    generator = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same head on any device
+    weight.data.copy_(torch.empty(weight.shape).normal_(0.0, model.config.initializer_range, generator=generator))
     model.classifier.bias.data.zero_()
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     if train_layers is not None:
@@ -199,13 +190,10 @@ def finetune_minilm(base: nn.Module, input_ids: torch.Tensor, attention_mask: to
                     seed: int = 0, train_layers: int | None = 2,
                     device: torch.device | str | None = None) -> nn.Module:
     """Fine-tune a fresh copy of ``base`` (see ``fresh_classifier``) on ``(N, T)`` token tensors and
-    ``labels: (N,)`` with ``lib.train.fit``, ``lib.recipes.adamw`` (weight decay 0.01 on matrices) and a
-    class-weighted cross-entropy; returns it in eval mode. ``seed`` fixes the head, batches and dropout."""
-    from lib.data import make_loader
-    from lib.device import seeded
-    from lib.finetuning import class_weighted_ce
-    from lib.recipes import adamw
-    from lib.train import fit
+    ``labels: (N,)`` with the classifier recipe ``lib.recipes.train_classifier`` as ``lib.finetuning.finetune``
+    uses it (``adamw`` with weight decay 0.01 on matrices, a constant learning rate, class-weighted
+    cross-entropy); returns it in eval mode. ``seed`` fixes the head, batches and dropout."""
+    from lib.recipes import class_weights, constant, train_classifier
 
     for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask), ("labels", labels)):
         require_tensor(name, t)
@@ -213,8 +201,8 @@ def finetune_minilm(base: nn.Module, input_ids: torch.Tensor, attention_mask: to
         raise ValueError(f"expected input_ids and attention_mask (N, T) and labels (N,); got "
                          f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(labels.shape)}")
     model = fresh_classifier(base, seed, train_layers)
-    loader = make_loader(input_ids, attention_mask, labels, batch_size=batch_size, shuffle=True, seed=seed)
-    with seeded(seed):  # dropout masks
-        fit(LogitsOnly(model), loader, epochs=epochs, optimizer=adamw(model, lr, weight_decay=0.01),
-            loss_fn=class_weighted_ce(labels, model.config.num_labels), progress=False, device=device)
+    train_classifier(LogitsOnly(model), (input_ids, attention_mask), labels, epochs=epochs, lr=lr,
+                     batch_size=batch_size, weight_decay=0.01, label_smoothing=0.0, schedule=constant,
+                     class_weight=class_weights(labels, model.config.num_labels), seed=seed, device=device,
+                     progress=False)
     return model.eval()

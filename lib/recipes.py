@@ -17,9 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
-from lib.train import History, accuracy_of, fit, supervised_step
-from lib.validate import (describe, require_int, require_module, require_number, require_positive_number,
+from lib.train import History, accuracy_of, fit, supervised_step, trainable_parameters
+from lib.validate import (describe, require_int, require_labels, require_module, require_number, require_positive_number,
                           require_probability)
 
 
@@ -81,9 +82,7 @@ def adamw(model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0,
     require_module("model", model)
     require_positive_number("lr", lr)
     require_number("weight_decay", weight_decay, low=0)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"{type(model).__name__} has no trainable parameters (all frozen?)")
+    params = trainable_parameters(model)
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
@@ -97,12 +96,9 @@ def class_weights(y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
     weighted loss (same formula as scikit-learn's ``class_weight="balanced"``).
     """
     y = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must be a 1-D integer array; got {y.dtype} {y.shape}")
+    require_labels("y", y)
     if not y.size:
         raise ValueError("y is empty: there are no classes to weight")
-    if y.min() < 0:
-        raise ValueError(f"y must be class indices >= 0; got {y.min()}")
     if num_classes is not None and require_int("num_classes", num_classes, 1) <= y.max():
         raise ValueError(f"num_classes={num_classes} but y holds class {y.max()}")
     k = int(num_classes or y.max() + 1)
@@ -112,17 +108,32 @@ def class_weights(y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
     return (len(y) / (k * counts)).astype(np.float32)
 
 
+def cross_entropy_loss(*, class_weight=None, label_smoothing: float = 0.0) -> Callable:
+    """``loss_fn(logits, target)``: cross-entropy with optional per-class weights ``(k,)`` (e.g.
+    ``class_weights(y)``, so each class counts equally) and label smoothing; the weights follow the
+    logits to their device."""
+    require_probability("label_smoothing", label_smoothing, one_allowed=True)
+    weight = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        w = None if weight is None else weight.to(output.device)
+        return F.cross_entropy(output, target, weight=w, label_smoothing=label_smoothing)
+
+    return loss_fn
+
+
 def train_classifier(model: nn.Module, X, y, *, epochs: int, lr: float = 1e-3, batch_size: int = 32,
                      weight_decay: float = 1e-4, label_smoothing: float = 0.1,
                      schedule: Callable[[int, int], float] = cosine,
                      augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
                      val: tuple | None = None, patience: int | None = None, class_weight=None,
                      soft_targets: torch.Tensor | None = None, soft_loss: Callable | None = None,
-                     seed: int = 0, device=None, progress: bool = True) -> History:
+                     batch_sampler=None, seed: int = 0, device=None, progress: bool = True) -> History:
     """The course's recipe for classifiers: ``fit`` with ``adamw`` (weight decay on matrices only), a
     learning-rate ``schedule`` stepped every batch (cosine decay by default), and cross-entropy with
     label smoothing (targets ``1 - eps`` / ``eps / k`` instead of 1 / 0, so the network is not pushed
-    to ever larger logits). ``X: (n, ...)`` float inputs, ``y: (n,)`` class indices. Returns the ``History``.
+    to ever larger logits). ``X: (n, ...)`` inputs (or a tuple of them, for a model that takes several:
+    ``model(*inputs)``), ``y: (n,)`` class indices. Returns the ``History``.
 
     - ``augment``: a function applied to each training batch of inputs (e.g. ``lib.cnn.ShiftAugment``);
       validation and the trained model see unaugmented inputs.
@@ -130,6 +141,8 @@ def train_classifier(model: nn.Module, X, y, *, epochs: int, lr: float = 1e-3, b
     - ``class_weight``: per-class loss weights ``(k,)`` (see ``class_weights``).
     - ``soft_targets: (n, ...)`` with ``soft_loss(output, y, soft_targets)``: train on a loss that also
       sees a per-example tensor, such as a teacher's logits (``lib.distill.distillation``).
+    - ``batch_sampler``: yields each epoch's batches of row indices (e.g. names of similar length
+      together) instead of shuffled batches of ``batch_size``.
     - ``seed`` fixes everything random in the run: the batch order, the augmentation (when it draws
       from the global generator) and dropout. It is used inside ``lib.device.seeded``, so the
       caller's random state is left as it was. Seed the model's initial weights yourself.
@@ -141,11 +154,10 @@ def train_classifier(model: nn.Module, X, y, *, epochs: int, lr: float = 1e-3, b
     require_int("seed", seed, 0)
     require_probability("label_smoothing", label_smoothing, one_allowed=True)
     require_number("weight_decay", weight_decay, low=0)
-    if len(X) != len(y):
-        raise ValueError(f"X and y must have the same length; got {len(X)} and {len(y)}")
-    labels = torch.as_tensor(y)
-    if labels.ndim != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"y must be integer class indices of shape (n,); got {labels.dtype} of shape {tuple(labels.shape)}")
+    inputs = tuple(X) if isinstance(X, (tuple, list)) else (X,)
+    if not inputs or any(len(x) != len(y) for x in inputs):
+        raise ValueError(f"X (each input) and y must have the same length; got {[len(x) for x in inputs]} and {len(y)}")
+    require_labels("y", y if isinstance(y, (torch.Tensor, np.ndarray)) else np.asarray(y))
     if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
         raise ValueError(f"val must be a pair (X_val, y_val), got {describe(val)}")
     if (soft_targets is None) != (soft_loss is None):
@@ -153,19 +165,15 @@ def train_classifier(model: nn.Module, X, y, *, epochs: int, lr: float = 1e-3, b
     if soft_targets is not None:
         if not callable(soft_loss):
             raise TypeError(f"soft_loss must be a function soft_loss(output, y, soft_targets), got {describe(soft_loss)}")
-        if len(soft_targets) != len(X):
-            raise ValueError(f"soft_targets must have one row per example ({len(X)}); got {len(soft_targets)}")
+        if len(inputs) != 1:
+            raise ValueError("soft_targets need a model with one input X")
+        if len(soft_targets) != len(y):
+            raise ValueError(f"soft_targets must have one row per example ({len(y)}); got {len(soft_targets)}")
         if val is not None:
             raise ValueError("validation with soft_targets is not supported: validate the trained model with evaluate")
-    weight = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
-
-    def hard_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        w = None if weight is None else weight.to(output.device)
-        return F.cross_entropy(output, target, weight=w, label_smoothing=label_smoothing)
-
     if soft_targets is None:
-        step = supervised_step(hard_loss, augment)
-        arrays = (X, y)
+        step = supervised_step(cross_entropy_loss(class_weight=class_weight, label_smoothing=label_smoothing), augment)
+        arrays = (*inputs, y)
     else:
         def step(model: nn.Module, batch) -> dict:
             x, soft, target = batch
@@ -174,10 +182,12 @@ def train_classifier(model: nn.Module, X, y, *, epochs: int, lr: float = 1e-3, b
             output = model(x)
             return {"loss": soft_loss(output, target, soft), "n": len(target),
                     "accuracy": accuracy_of(output, target)}
-        arrays = (X, soft_targets, y)
+        arrays = (*inputs, soft_targets, y)
     val_loader = None if val is None else make_loader(*val, batch_size=512)
     with seeded(seed):
         optimizer = adamw(model, lr, weight_decay)
         loader = make_loader(*arrays, batch_size=batch_size, shuffle=True, seed=seed)
+        if batch_sampler is not None:
+            loader = DataLoader(loader.dataset, batch_sampler=batch_sampler)
         return fit(model, loader, epochs=epochs, step=step, optimizer=optimizer, schedule=schedule,
                    val_loader=val_loader, patience=patience, device=device, progress=progress)

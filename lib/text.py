@@ -141,6 +141,9 @@ class CharVocab:
         return out
 
 
+IGNORE_INDEX = -100  # a target that F.cross_entropy skips (its default ignore_index): padding, unmasked letters
+
+
 def lm_tensors(texts: list[str], vocab: CharVocab, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-character prediction pairs for a character language model.
 
@@ -150,5 +153,5 @@ def lm_tensors(texts: list[str], vocab: CharVocab, length: int | None = None) ->
     """
     full = vocab.batch(texts, boundaries=True, length=None if length is None else length + 1)
     x, y = full[:, :-1].clone(), full[:, 1:].clone()
-    y[y == vocab.pad] = -100
+    y[y == vocab.pad] = IGNORE_INDEX
     return x, y

@@ -33,9 +33,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lib.checkpoint import save_checkpoint
-from lib.device import model_device
+from lib.device import model_device, resolve_device
 from lib.validate import (check_loss, describe, is_number, require_bool, require_module, require_positive_int,
-                          require_positive_number, resolve_device)
+                          require_positive_number)
 
 Step = Callable[[nn.Module, Any], dict]
 
@@ -109,6 +109,16 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     require_module("model", model)
     require_bool("trainable_only", trainable_only)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``model`` that ``requires_grad`` (what an optimizer should update);
+    ``ValueError`` when there are none (everything frozen)."""
+    require_module("model", model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters (all frozen?)")
+    return params
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -219,7 +229,7 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
     """Means of ``step``'s loss and logs over ``loader`` in evaluation mode (weighted by each batch's ``n``).
 
     By default the step is ``supervised_step(loss_fn)`` (cross-entropy): ``{"loss", "accuracy"}`` for
-    classification. ``device`` defaults to the model's (``lib.validate.model_device``)."""
+    classification. ``device`` defaults to the model's (``lib.device.model_device``)."""
     step = _choose_step(step, loss_fn)
     device = model_device(model) if device is None else resolve_device(device)
     means = _Means()
@@ -233,15 +243,28 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable, device=None) -> torch.Tensor:
-    """Concatenated outputs of ``model(*inputs)`` over batches ``(*inputs, target)``, on the CPU, in
-    evaluation mode (targets are ignored). ``device`` defaults to the model's."""
+def predict(model: nn.Module, data, device=None, *, batch_size: int = 512,
+            forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """``model``'s outputs over ``data``, concatenated on the CPU, in evaluation mode.
+
+    ``data`` is a loader of batches ``(*inputs, target)`` (targets are ignored; the model is called as
+    ``model(*inputs)``) or a tensor ``X: (n, ...)``, cut into batches of ``batch_size`` rows.
+    ``forward(model, x)`` replaces ``model(x)`` (e.g. ``lambda m, x: m.features(x)``).
+    ``device`` defaults to the model's."""
+    require_module("model", model)
+    if forward is not None and not callable(forward):
+        raise TypeError(f"forward must be a function forward(model, x), got {describe(forward)}")
     device = model_device(model) if device is None else resolve_device(device)
-    outs = []
+    call = (lambda *xs: model(*xs)) if forward is None else (lambda *xs: forward(model, *xs))
+    if isinstance(data, torch.Tensor):
+        require_positive_int("batch_size", batch_size)
+        if not len(data):
+            raise ValueError("the tensor to predict on is empty")
+        batches = [(xb,) for xb in data.split(batch_size)]
+    else:
+        batches = (split_batch(batch)[0] for batch in _batches(data, "data"))
     with eval_mode(model):
-        for batch in _batches(loader, "loader"):
-            inputs, _ = split_batch(batch)
-            outs.append(model(*to_device(inputs, device)).cpu())
+        outs = [call(*to_device(list(inputs), device)).cpu() for inputs in batches]
     if not outs:
         raise ValueError("the loader yielded no batches")
     return torch.cat(outs)
@@ -313,10 +336,7 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, step: Step | N
     device = resolve_device(device)
     model.to(device)
     if optimizer is None:
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError(f"{type(model).__name__} has no trainable parameters (all frozen?)")
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(trainable_parameters(model), lr=lr, weight_decay=0.0)
     if schedule is not None:
         total = epochs * len(train_loader) if hasattr(train_loader, "__len__") else None
         if not total:

@@ -20,24 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.device import model_device
+from lib.mlp import MLP
 from lib.train import History, eval_mode, fit
-from lib.validate import (describe, require_array, require_finite, require_in_unit_interval, require_int,
+from lib.validate import (describe, require_tensor, require_array, require_finite, require_in_unit_interval, require_int,
                           require_number, require_positive_int, require_positive_number)
 
 
 def _check_2d(name: str, t: torch.Tensor, width: int | None = None) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.ndim != 2 or (width is not None and t.shape[1] != width):
-        want = f"(batch, {width})" if width is not None else "(batch, dim)"
-        raise ValueError(f"{name} must have shape {want}; got {tuple(t.shape)}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got {t.dtype}")
-
-
-def _check_like(name: str, t: torch.Tensor, like: torch.Tensor, like_name: str) -> None:
-    if not isinstance(t, torch.Tensor) or t.shape != like.shape:
-        raise ValueError(f"{name} must be a tensor with the shape of {like_name} {tuple(like.shape)}; got {describe(t)}")
+    require_tensor(name, t, "batch, dim", (None, width), kind="float")
 
 
 def _check_training_args(X: torch.Tensor, epochs: int, batch_size: int, lr: float) -> None:
@@ -77,15 +67,6 @@ def pca_reconstruct(X: np.ndarray, mean: np.ndarray, components: np.ndarray) -> 
 
 
 # --------------------------------------------------------------------------- models
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
 class Autoencoder(nn.Module):
     """``x: (batch, n_in)`` in [0, 1] -> ``code: (batch, code_size)`` -> ``x_hat: (batch, n_in)`` in (0, 1)."""
 
@@ -96,8 +77,8 @@ class Autoencoder(nn.Module):
         if code_size < 1 or hidden < 1 or n_in < 1:
             raise ValueError(f"code_size, n_in and hidden must be positive; got {code_size}, {n_in}, {hidden}")
         self.n_in = n_in
-        self.encoder = _mlp([n_in, hidden, code_size])
-        self.decoder = nn.Sequential(_mlp([code_size, hidden, n_in]), nn.Sigmoid())
+        self.encoder = MLP((n_in, hidden, code_size))          # lib.mlp.MLP: Linear -> ReLU -> Linear
+        self.decoder = nn.Sequential(MLP((code_size, hidden, n_in)), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_2d("x", x, self.n_in)
@@ -118,8 +99,8 @@ class VAE(nn.Module):
         if latent < 1 or hidden < 1 or n_in < 1:
             raise ValueError(f"latent and hidden (and n_in) must be positive; got {latent}, {hidden}, {n_in}")
         self.latent, self.n_in = latent, n_in
-        self.encoder = _mlp([n_in, hidden, 2 * latent])  # one head, split into mu and logvar
-        self.decoder = _mlp([latent, hidden, n_in])
+        self.encoder = MLP((n_in, hidden, 2 * latent))  # one head, split into mu and logvar
+        self.decoder = MLP((latent, hidden, n_in))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_2d("x", x, self.n_in)
@@ -140,7 +121,7 @@ class VAE(nn.Module):
         """``n`` images drawn from the prior: ``z ~ N(0, I)``, pixels = sigmoid(decoder(z)): ``(n, n_in)``."""
         require_positive_int("n", n)
         device = model_device(self)
-        z = torch.randn(n, self.latent, generator=generator, device=device)
+        z = torch.randn(n, self.latent, generator=generator).to(device)  # drawn on the CPU: the same on any device
         return torch.sigmoid(self.decode(z))
 
 
@@ -151,7 +132,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     Per dimension: ``0.5 * (mu^2 + sigma^2 - 1 - log sigma^2)``.
     """
     _check_2d("mu", mu)
-    _check_like("logvar", logvar, mu, "mu")
+    require_tensor("logvar", logvar, shape=tuple(mu.shape))
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
 
@@ -163,11 +144,11 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
     ``dz/dlogvar = 0.5 * sigma * eps`` are ordinary derivatives. Shapes: all ``(batch, latent)``.
     """
     _check_2d("mu", mu)
-    _check_like("logvar", logvar, mu, "mu")
+    require_tensor("logvar", logvar, shape=tuple(mu.shape))
     if eps is None:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)  # drawn on the CPU
     else:
-        _check_like("eps", eps, mu, "mu")
+        require_tensor("eps", eps, shape=tuple(mu.shape))
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -178,7 +159,7 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     log-likelihood of an image binarised at random with ``P(pixel on) = x``.
     """
     _check_2d("logits", logits)
-    _check_like("x", x, logits, "logits")
+    require_tensor("x", x, shape=tuple(logits.shape))
     _check_2d("x", x)
     require_in_unit_interval("x", x)
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
@@ -266,7 +247,7 @@ def train_vae(model: VAE, X: torch.Tensor, epochs: int = 100, batch_size: int = 
     _check_2d("X", X, model.n_in)
     _check_training_args(X, epochs, batch_size, lr)
     require_in_unit_interval("X", X)
-    noise = torch.Generator(device=X.device).manual_seed(seed + 1)
+    noise = torch.Generator().manual_seed(seed + 1)
     return _fit_on(model, X, vae_step(beta, noise), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                    progress=progress)
 

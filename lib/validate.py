@@ -119,6 +119,29 @@ def require_tensor(name: str, x: Any, dims: str | None = None, shape: Sequence[i
             raise TypeError(f"{name} must be {'an' if label[0] in 'aeiou' else 'a'} {label} tensor, got {x.dtype}")
 
 
+def require_labels(name: str, y: Any, n_classes: int | None = None, n: int | None = None) -> None:
+    """``y`` must be class indices: a 1-D integer tensor or array (``n`` long when given), every value in
+    ``[0, n_classes)`` (``>= 0`` when ``n_classes`` is None). A -1 would otherwise pick the last class
+    silently, and float labels would be read as probabilities by ``F.cross_entropy``."""
+    if isinstance(y, torch.Tensor):
+        integer = not y.is_floating_point() and not y.is_complex() and y.dtype != torch.bool
+    elif isinstance(y, np.ndarray):
+        integer = np.issubdtype(y.dtype, np.integer)
+    else:
+        raise TypeError(f"{name} must be class indices (an integer tensor or array), got {describe(y)}")
+    if not integer:
+        raise TypeError(f"{name} must be integer class indices, got {y.dtype}")
+    if y.ndim != 1 or (n is not None and len(y) != n):
+        raise ValueError(f"{name} must have shape ({'n' if n is None else n},), got {tuple(y.shape)}")
+    if n_classes is not None:
+        require_int("n_classes", n_classes, 1)
+    low, high = (int(y.min()), int(y.max())) if len(y) else (0, 0)
+    if low < 0 or (n_classes is not None and high >= n_classes):
+        where = f"in [0, {n_classes})" if n_classes is not None else ">= 0"
+        hint = " (is n_classes right?)" if n_classes is not None and low >= 0 else ""
+        raise ValueError(f"{name} must be class indices {where}; got [{low}, {high}]{hint}")
+
+
 def require_array(name: str, x: Any, ndim: int | None = None, complex_ok: bool = False) -> np.ndarray:
     """``np.asarray(x)`` (no copy for an array) if it holds real (or, with ``complex_ok``, complex)
     numbers and has ``ndim`` dimensions."""
@@ -174,32 +197,6 @@ def require_texts(name: str, texts: Any) -> None:
 def require_module(name: str, model: Any) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module, got {describe(model)}")
-
-
-def require_device(name: str, device: Any) -> torch.device:
-    """``device`` ("cpu", "cuda:0", a ``torch.device``) as a ``torch.device`` that exists on this machine."""
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"{name} must be a device name such as 'cpu' or 'cuda', or a torch.device; got {describe(device)}")
-    try:
-        device = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"{name} {device!r} is not a device name (e.g. 'cpu', 'cuda', 'cuda:1', 'mps')") from e
-    available = {"cpu": lambda: True, "meta": lambda: True, "cuda": torch.cuda.is_available,
-                 "mps": lambda: getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
-    if not available.get(device.type, lambda: True)():
-        raise ValueError(f"{name} {str(device)!r} is not available on this machine; use 'cpu' or "
-                         "lib.device.get_device()")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"{name} {str(device)!r} does not exist: this machine has "
-                         f"{torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
-def resolve_device(device: Any) -> torch.device:
-    """``device`` checked by ``require_device``, or ``lib.device.get_device()`` when it is None."""
-    from lib.device import get_device
-
-    return get_device() if device is None else require_device("device", device)
 
 
 def check_loss(loss: Any, where: str, finite: bool = True) -> None:

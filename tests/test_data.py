@@ -155,3 +155,17 @@ def test_toy_data_arguments_are_checked():
         data.linear_data(noise=-0.5)
     with pytest.raises(TypeError, match="seed must be a non-negative int"):
         data.linear_data(seed=True)
+
+
+def test_atomic_write_replaces_the_file_or_leaves_it_alone(tmp_path):
+    from lib.data import atomic_write
+
+    path = tmp_path / "sub" / "out.txt"
+    with atomic_write(path) as tmp:
+        assert tmp.parent == path.parent and tmp != path
+        tmp.write_text("first")
+    assert path.read_text() == "first"
+    with pytest.raises(KeyboardInterrupt), atomic_write(path) as tmp:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+    assert path.read_text() == "first" and sorted(p.name for p in path.parent.iterdir()) == ["out.txt"]

@@ -87,7 +87,7 @@ def test_bad_inputs():
         distill.soften(np.zeros((2, 3)), 1.0)
     with pytest.raises(ValueError, match="teacher_logits"):
         distill.distillation_loss(z, torch.zeros(2, 4), torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="class indices"):
+    with pytest.raises(TypeError, match="target must be integer class indices"):
         distill.distillation_loss(z, z, torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="alpha"):
         distill.distillation_loss(z, z, torch.tensor([0, 1]), alpha=1.5)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from lib import validate
-from lib.device import model_device
+from lib.device import model_device, require_device, resolve_device
 
 
 def test_ints_and_numbers_accept_numpy_scalars_and_refuse_bools():
@@ -48,10 +48,27 @@ def test_model_device_without_parameters():
 
 def test_devices_and_losses():
     with pytest.raises(ValueError, match="device 'gpu' is not a device name"):
-        validate.require_device("device", "gpu")
-    assert validate.resolve_device("cpu") == torch.device("cpu")
+        require_device("device", "gpu")
+    assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(FloatingPointError, match="the loss is nan at epoch 2/5, batch 7"):
         validate.check_loss(torch.tensor(float("nan")), "epoch 2/5, batch 7")
     with pytest.raises(ValueError, match="single number"):
         validate.check_loss(torch.zeros(3), "evaluate")
     validate.check_loss(torch.tensor(float("inf")), "evaluate", finite=False)
+
+
+def test_require_labels_accepts_class_indices_and_names_what_is_wrong():
+    validate.require_labels("y", torch.tensor([0, 2, 1]), n_classes=3, n=3)
+    validate.require_labels("y", np.array([0, 5]))
+    with pytest.raises(TypeError, match="y must be integer class indices, got torch.float32"):
+        validate.require_labels("y", torch.tensor([0.0, 1.0]))
+    with pytest.raises(TypeError, match="y must be integer class indices, got bool"):
+        validate.require_labels("y", np.array([True, False]))
+    with pytest.raises(TypeError, match="an integer tensor or array"):
+        validate.require_labels("y", [0, 1])
+    with pytest.raises(ValueError, match=r"y must have shape \(3,\), got \(2,\)"):
+        validate.require_labels("y", torch.tensor([0, 1]), n=3)
+    with pytest.raises(ValueError, match=r"y must be class indices in \[0, 2\); got \[0, 2\] \(is n_classes right\?\)"):
+        validate.require_labels("y", torch.tensor([0, 2]), n_classes=2)
+    with pytest.raises(ValueError, match=r"y must be class indices >= 0; got \[-1, 1\]"):
+        validate.require_labels("y", np.array([-1, 1]))

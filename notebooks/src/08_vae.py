@@ -25,16 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from lib import check, data, results, vae
-from lib.device import get_device, seed_everything
+from lib.device import seed_everything, setup_notebook
 from lib.plot import image_grid
 from lib.train import eval_mode
 
-seed_everything(0)
-# The models here are tiny: one CPU thread is faster than several (synchronising threads costs more
-# than the arithmetic) and gives bit-identical results. On a GPU this line changes nothing.
-torch.set_num_threads(1)
-device = get_device()
-print("device:", device.type)
+device = setup_notebook(seed=0)
 
 X_train, y_train = data.digits("train")
 X_test, y_test = data.digits("test")
@@ -61,7 +56,7 @@ print(f"train {X_train.shape}, test {X_test.shape}, pixels in [{X_train.min():.0
 # The code is $c = W(x - \bar x)$, the reconstruction $\hat x = W^\top c + \bar x$.
 
 # %%
-def pca_scratch(X: np.ndarray, k: int):
+def pca_fit_scratch(X: np.ndarray, k: int):
     mean = X.mean(axis=0)
     _, _, Vt = np.linalg.svd(X - mean, full_matrices=False)
     return mean, Vt[:k]
@@ -69,7 +64,7 @@ def pca_scratch(X: np.ndarray, k: int):
 
 def pca_error(k: int) -> float:
     """Mean squared error per pixel of PCA with k components (fit on train, measured on test)."""
-    mean, W = pca_scratch(X_train.astype(np.float64), k)
+    mean, W = pca_fit_scratch(X_train.astype(np.float64), k)
     recon = (X_test - mean) @ W.T @ W + mean
     return float(((recon - X_test) ** 2).mean())
 
@@ -77,14 +72,16 @@ def pca_error(k: int) -> float:
 from sklearn.decomposition import PCA
 
 k = 4
-mean, W = pca_scratch(X_train.astype(np.float64), k)
-ours = (X_test - mean) @ W.T @ W + mean
+mean, W = pca_fit_scratch(X_train.astype(np.float64), k)
+ours = (X_test - mean) @ W.T @ W + mean          # the test images' reconstructions
 sk = PCA(k).fit(X_train.astype(np.float64))
 theirs = sk.inverse_transform(sk.transform(X_test.astype(np.float64)))
 lib_mean, lib_W = vae.pca_fit(X_train, k)
-assert np.allclose(ours, theirs, atol=1e-6), "from-scratch PCA differs from scikit-learn"
-assert np.allclose(ours, vae.pca_reconstruct(X_test, lib_mean, lib_W), atol=1e-6), "lib.vae PCA differs"
-print("PCA from scratch == sklearn.decomposition.PCA == lib.vae.pca_fit (to 1e-6): True")
+same_sklearn = np.allclose(ours, theirs, atol=1e-6)
+same_lib = np.allclose(ours, vae.pca_reconstruct(X_test, lib_mean, lib_W), atol=1e-6)
+assert same_sklearn and same_lib
+print(f"pca_fit_scratch == sklearn.decomposition.PCA (to 1e-6): {same_sklearn}")
+print(f"pca_fit_scratch == lib.vae.pca_fit (to 1e-6): {same_lib}")
 
 # %% [markdown]
 # ## 3. The autoencoder against PCA
@@ -202,7 +199,7 @@ plt.show()
 # information about $x$.
 
 # %%
-def kl_scratch(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def gaussian_kl_scratch(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Closed-form KL(N(mu, exp(logvar)) || N(0, I)) per example: (batch,)."""
     return 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(dim=1)
 
@@ -214,15 +211,18 @@ logvar = torch.randn(5, 3, generator=gen, dtype=torch.float64)
 q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
 p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
 reference = torch.distributions.kl_divergence(q, p).sum(dim=1)
-assert torch.allclose(kl_scratch(mu, logvar), reference, atol=1e-12)
-assert torch.allclose(kl_scratch(mu, logvar), vae.gaussian_kl(mu, logvar), atol=1e-12)
-print("closed-form KL == torch.distributions.kl_divergence == lib.vae.gaussian_kl: True")
+same_torch = torch.allclose(gaussian_kl_scratch(mu, logvar), reference, atol=1e-12)
+same_lib = torch.allclose(gaussian_kl_scratch(mu, logvar), vae.gaussian_kl(mu, logvar), atol=1e-12)
+assert same_torch and same_lib
+print(f"gaussian_kl_scratch == torch.distributions.kl_divergence (to 1e-12): {same_torch}")
+print(f"gaussian_kl_scratch == lib.vae.gaussian_kl (to 1e-12): {same_lib}")
 
+# %%
 # Monte-Carlo check: KL = E_q[log q(z) - log p(z)], averaged over many samples z ~ q
 mc_gen = torch.Generator().manual_seed(1)                          # its own generator: the same draws on every run
 z = q.loc + q.scale * torch.randn((200_000, *mu.shape), generator=mc_gen, dtype=mu.dtype)   # (samples, 5, 3)
 mc = (q.log_prob(z) - p.log_prob(z)).sum(dim=2).mean(dim=0)
-print("closed form :", np.round(kl_scratch(mu, logvar).numpy(), 2))
+print("closed form :", np.round(gaussian_kl_scratch(mu, logvar).numpy(), 2))
 print("Monte Carlo :", np.round(mc.numpy(), 2))
 assert torch.allclose(mc, reference, rtol=0.02, atol=0.01)
 
@@ -255,9 +255,11 @@ z = reparameterize_scratch(mu_, logvar_, eps)
 print(f"reparameterised gradient: d/dmu = {m.grad.item():.2f} (exact {2 * 1.5:.2f}), "
       f"d/dsigma = {s.grad.item():.2f} (exact {2 * 0.8:.2f})")
 assert abs(m.grad.item() - 3.0) < 0.05 and abs(s.grad.item() - 1.6) < 0.05
-assert torch.equal(z, vae.reparameterize(mu_, logvar_, eps=eps))
 print("sample() keeps a gradient:", torch.distributions.Normal(m, s).sample().grad_fn is not None,
       "| rsample() keeps a gradient:", torch.distributions.Normal(m, s).rsample().grad_fn is not None)
+same = torch.equal(z, vae.reparameterize(mu_, logvar_, eps=eps))
+assert same
+print(f"reparameterize_scratch == lib.vae.reparameterize (exactly): {same}")
 
 # %% [markdown]
 # ### The loss, and $\beta$
@@ -275,19 +277,25 @@ print("sample() keeps a gradient:", torch.distributions.Normal(m, s).sample().gr
 # `lib.vae.VAE` is a $64 \to 128 \to 2d$ encoder (half the outputs are $\mu$, half $\log\sigma^2$) and a
 # $d \to 128 \to 64$ decoder. `lib.vae.train_vae` trains it with the course's one loop, `lib.train.fit`,
 # and Adam; its step (`lib.vae.vae_step`) computes $\mathcal L_\beta$ with `lib.vae.vae_loss`. We take
-# $d = 2$ so that the latent space can be drawn. First, the loss written here equals `lib.vae.vae_loss`,
-# so the model below is trained on exactly this loss:
+# $d = 2$ so that the latent space can be drawn. First, the loss written here, `vae_loss_scratch`, equals
+# `lib.vae.vae_loss`, so the model below is trained on exactly this loss:
 
 # %%
+def vae_loss_scratch(logits, x, mu, logvar, beta=1.0):
+    """L_beta averaged over the batch: summed BCE of the pixels + beta * KL."""
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+    return (recon + beta * gaussian_kl_scratch(mu, logvar)).mean()
+
+
 model_check = vae.VAE(latent=2).to(device)
 x = Xtr[:8]
 eps = torch.randn(8, 2, generator=torch.Generator().manual_seed(2)).to(device)
 mu, logvar = model_check.encode(x)
 logits = model_check.decode(reparameterize_scratch(mu, logvar, eps))
-recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
-ours = (recon + 1.0 * kl_scratch(mu, logvar)).mean()
-assert torch.allclose(ours, vae.vae_loss(logits, x, mu, logvar, beta=1.0), atol=1e-5)
-print("notebook loss == lib.vae.vae_loss: True")
+close = torch.allclose(vae_loss_scratch(logits, x, mu, logvar, beta=1.0),
+                       vae.vae_loss(logits, x, mu, logvar, beta=1.0), atol=1e-5)
+assert close
+print(f"vae_loss_scratch == lib.vae.vae_loss (to 1e-5): {close}")
 
 # %%
 torch.manual_seed(0)
@@ -310,7 +318,7 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-test_terms = vae.elbo_terms(vae2, Xte, samples=10, generator=torch.Generator(device=device).manual_seed(0))
+test_terms = vae.elbo_terms(vae2, Xte, samples=10, generator=torch.Generator().manual_seed(0))
 clipped = np.clip(X_test, 1e-7, 1 - 1e-7)
 entropy_floor = float((-(clipped * np.log(clipped) + (1 - clipped) * np.log(1 - clipped))).sum(1).mean())
 with torch.no_grad():
@@ -358,7 +366,7 @@ plt.show()
 # the classes blend smoothly into each other.
 
 # %%
-samples = vae2.sample(40, generator=torch.Generator(device=device).manual_seed(3)).cpu().numpy()
+samples = vae2.sample(40, generator=torch.Generator().manual_seed(3)).cpu().numpy()
 image_grid(samples.reshape(-1, 8, 8), ncols=10, title="40 samples from the prior, z ~ N(0, I)", size=0.7)
 plt.show()
 
@@ -408,7 +416,7 @@ for beta in (0.5, 4.0):
     model_b = vae.VAE(latent=2).to(device)
     vae.train_vae(model_b, Xtr, epochs=120, beta=beta, seed=0)
     beta_results[beta] = vae.elbo_terms(model_b, Xte, samples=10,
-                                        generator=torch.Generator(device=device).manual_seed(0))
+                                        generator=torch.Generator().manual_seed(0))
 print(" beta   recon   KL    -ELBO   (held-out, nats/image)")
 for beta in sorted(beta_results):
     r = beta_results[beta]
