@@ -24,8 +24,10 @@
 #   fresh start, and each finishes in about a minute on a 2-core laptop.
 # - **The course library** is the folder `lib/` next to `notebooks/`. It holds the pieces the chapters
 #   build and later chapters reuse (`lib.autograd`, `lib.optim`, `lib.train`, …). When a notebook builds
-#   something from scratch that `lib` also has, it asserts that the two agree, so you can trust that the
-#   library is exactly what you were taught. Read it: each module is short.
+#   something from scratch that `lib` or the framework also has, it asserts that the two agree, so you can
+#   trust that the library is exactly what you were taught. The notebook's version is named after its twin
+#   with `_scratch` added (`conv2d_scratch` reproduces `F.conv2d`), and its check prints one line such as
+#   `conv2d_scratch == F.conv2d (to 1e-5): True`. Read the library: each module is short.
 # - **Nothing is downloaded.** Every dataset is generated or ships inside an installed package.
 # - **Exercises** close each chapter. Write your answer where it says so and run the check cell below it:
 #   it prints ✅ or ❌ with what was expected and what it found.
@@ -44,11 +46,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lib import data, text
-from lib.device import environment_report, get_device, print_environment, seed_everything
+from lib.device import environment_report, print_environment, setup_notebook
 
-seed_everything(0)
-device = get_device()
-print("device:", device.type)
+device = setup_notebook(seed=0)
 
 # %% [markdown]
 # ## Your environment
@@ -240,8 +240,8 @@ plt.show()
 # [nbval](https://github.com/computationalmodelling/nbval) and compares each cell's printed output with
 # the stored one. A printed output is one of two kinds.
 #
-# - **Exact** outputs — shapes, counts, agreement checks such as "our convolution equals PyTorch's to
-#   $10^{-5}$", exact arithmetic — come out the same on every machine and are compared as text.
+# - **Exact** outputs — shapes, counts, agreement checks such as `conv2d_scratch == F.conv2d (to 1e-5): True`,
+#   exact arithmetic — come out the same on every machine and are compared as text.
 # - **Measured** outputs — anything produced by training, or by sampling from a trained model — are not.
 #   Two CPUs add numbers in different orders (an AVX-512 laptop and an AVX2 one, an Apple chip, a GPU);
 #   the last digits differ, and a few epochs of training turn that into a slightly different model, as

@@ -20,12 +20,11 @@ import numpy as np
 import torch
 
 from lib import data
-from lib.device import get_device, seed_everything
+from lib.device import setup_notebook
 from lib.optim import SGD, Adam, Param, optimize_path
 from lib.plot import contour_path, decision_boundary
 
-seed_everything(0)
-print("device:", get_device().type)
+device = setup_notebook(seed=0)
 
 # %% [markdown]
 # ## 1. A line, a loss, and its gradient
@@ -240,8 +239,8 @@ plt.show()
 # step is $(1-\beta_1^t)/\sqrt{1-\beta_2^t}$; the cell prints it for a few $t$.
 
 # %%
-def adam_step(theta, g, state, eta=0.1, beta1=0.9, beta2=0.999, eps=1e-8, correct=True):
-    """One Adam step written out in NumPy. ``state`` holds m, v and the step count t."""
+def adam_step_scratch(theta, g, state, eta=0.1, beta1=0.9, beta2=0.999, eps=1e-8, correct=True):
+    """One Adam step written out in NumPy (the twin of lib.optim.Adam.step). ``state`` holds m, v and t."""
     state["t"] += 1
     state["m"] = beta1 * state["m"] + (1 - beta1) * g
     state["v"] = beta2 * state["v"] + (1 - beta2) * g * g
@@ -253,30 +252,33 @@ def adam_step(theta, g, state, eta=0.1, beta1=0.9, beta2=0.999, eps=1e-8, correc
 
 for correct in (True, False):
     state = {"t": 0, "m": np.zeros(2), "v": np.zeros(2)}
-    first = adam_step(np.array([-1.0, 2.5]), mse_grad(np.array([-1.0, 2.5])), state, correct=correct)
+    first = adam_step_scratch(np.array([-1.0, 2.5]), mse_grad(np.array([-1.0, 2.5])), state, correct=correct)
     print(f"bias correction {'on ' if correct else 'off'}: first step moves the parameters by {np.abs(first - [-1.0, 2.5]).round(3)} (η = 0.1)")
 
 for t in (1, 10, 100, 1000):
     print(f"t = {t:>4}: uncorrected step / corrected step = {(1 - 0.9 ** t) / np.sqrt(1 - 0.999 ** t):.2f}")
 
-# the notebook's adam_step and lib.optim.Adam follow the same path
+# %%
+# adam_step_scratch and lib.optim.Adam follow the same path for 100 steps
 theta_nb, state = np.array([-1.0, 2.5]), {"t": 0, "m": np.zeros(2), "v": np.zeros(2)}
 p = Param([-1.0, 2.5])
 opt = Adam([p], lr=0.1)
 for _ in range(100):
-    theta_nb = adam_step(theta_nb, mse_grad(theta_nb), state)
+    theta_nb = adam_step_scratch(theta_nb, mse_grad(theta_nb), state)
     p.grad = mse_grad(p.data)
     opt.step()
-print("notebook Adam vs lib.optim.Adam after 100 steps, largest difference:", np.abs(theta_nb - p.data).max())
-assert np.abs(theta_nb - p.data).max() < 1e-12
+close = np.allclose(theta_nb, p.data, rtol=0, atol=1e-12)
+assert close
+print(f"adam_step_scratch == lib.optim.Adam (to 1e-12): {close}")
 
 # %% [markdown]
 # ## 7. Our optimizers against PyTorch
 #
 # `lib.optim` holds the from-scratch `SGD` (with optional momentum) and `Adam` used from here on, with
 # the same interface as `torch.optim`: `opt = Adam(params, lr=...)`, then `opt.step()` after the
-# gradients are filled in. We run each of them and the framework's own optimizer for 100 steps on the
-# same problem (the ill-conditioned line, in float64) and compare the parameters.
+# gradients are filled in. (They are the course library's own code, so they keep their plain names.)
+# We run each of them and the framework's own optimizer for 100 steps on the same problem (the
+# ill-conditioned line, in float64) and compare the parameters.
 #
 # (The same comparison with Keras comes at the end of the chapter.) Two details decide whether "the
 # same optimizer" really gives the same numbers in the two frameworks:
@@ -290,7 +292,7 @@ assert np.abs(theta_nb - p.data).max() < 1e-12
 
 # %%
 def run(make_ours, make_theirs, framework, steps=100):
-    """Run our optimizer and the framework's side by side; return the largest parameter difference.
+    """Run our optimizer and the framework's side by side; return both final parameter vectors.
 
     framework: "torch" or "keras" (the Keras branch is used in the last section, once Keras is imported).
     """
@@ -311,18 +313,19 @@ def run(make_ours, make_theirs, framework, steps=100):
         else:
             fopt.apply_gradients([(keras.ops.convert_to_tensor(grad_shift(theirs.numpy())), theirs)])
     final = theirs.detach().numpy() if framework == "torch" else theirs.numpy()
-    return np.abs(ours.data - final).max()
+    return ours.data, final
 
 
-torch_cases = {
-    "SGD": (lambda p: SGD(p, lr=0.05), lambda p: torch.optim.SGD(p, lr=0.05)),
-    "SGD + momentum": (lambda p: SGD(p, lr=0.05, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
-    "Adam": (lambda p: Adam(p, lr=0.05), lambda p: torch.optim.Adam(p, lr=0.05)),
+torch_cases = {  # (ours, theirs): constructors
+    ("lib.optim.SGD", "torch.optim.SGD"): (lambda p: SGD(p, lr=0.05), lambda p: torch.optim.SGD(p, lr=0.05)),
+    ("lib.optim.SGD(momentum=0.9)", "torch.optim.SGD(momentum=0.9)"):
+        (lambda p: SGD(p, lr=0.05, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+    ("lib.optim.Adam", "torch.optim.Adam"): (lambda p: Adam(p, lr=0.05), lambda p: torch.optim.Adam(p, lr=0.05)),
 }
-for name, (ours, theirs) in torch_cases.items():
-    diff = run(ours, theirs, "torch")
-    print(f"{name:<15} vs torch.optim: largest difference after 100 steps < 1e-6: {diff < 1e-6}")
-    assert diff < 1e-6
+for (ours_name, theirs_name), (ours, theirs) in torch_cases.items():
+    close = np.allclose(*run(ours, theirs, "torch"), rtol=0, atol=1e-6)   # parameters after 100 steps
+    assert close
+    print(f"{ours_name} == {theirs_name} (to 1e-6): {close}")
 
 # %% [markdown]
 # ## 8. Logistic regression: gradient descent for classification
@@ -422,7 +425,7 @@ print(explorer.result)
 # One more detail appears: Keras stores the learning rate in float32, and in Adam it converts
 # $\beta_1, \beta_2$ to float32 when it computes $\beta^t$. Numbers like $0.05$ or $0.999$ are not exact
 # in binary, so their float32 versions are off in the 8th digit — enough to move Adam's iterates by
-# more than $10^{-6}$ over 100 steps (the last line of the output measures it). We use values that float32 represents exactly
+# more than $10^{-6}$ over 100 steps (the second cell below measures it). We use values that float32 represents exactly
 # ($\eta = 1/16$, $\beta_1 = 7/8$, $\beta_2 = 1 - 2^{-10}$) to compare the *algorithms*, and show the
 # effect of the rounding separately.
 
@@ -432,25 +435,33 @@ from lib.keras_models import load_keras
 keras = load_keras()
 
 eta, b1, b2 = 1 / 16, 0.875, 1 - 2 ** -10
-keras_cases = {
-    "SGD": (lambda p: SGD(p, lr=eta), lambda: keras.optimizers.SGD(eta)),
-    "SGD + momentum": (lambda p: SGD(p, lr=eta, momentum=b1), lambda: keras.optimizers.SGD(eta, momentum=b1)),
-    "Adam (keras ε)": (lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-7, eps_mode="keras"),
-                       lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-7)),
+keras_cases = {  # (ours, theirs): constructors
+    ("lib.optim.SGD", "keras.optimizers.SGD"): (lambda p: SGD(p, lr=eta), lambda: keras.optimizers.SGD(eta)),
+    ("lib.optim.SGD(momentum=7/8)", "keras.optimizers.SGD(momentum=7/8)"):
+        (lambda p: SGD(p, lr=eta, momentum=b1), lambda: keras.optimizers.SGD(eta, momentum=b1)),
+    ('lib.optim.Adam(eps_mode="keras")', "keras.optimizers.Adam"):
+        (lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-7, eps_mode="keras"),
+         lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-7)),
 }
-for name, (ours, theirs) in keras_cases.items():
-    diff = run(ours, theirs, "keras")
-    print(f"{name:<15} vs keras.optimizers: largest difference after 100 steps < 1e-6: {diff < 1e-6}")
-    assert diff < 1e-6
+for (ours_name, theirs_name), (ours, theirs) in keras_cases.items():
+    close = np.allclose(*run(ours, theirs, "keras"), rtol=0, atol=1e-6)   # parameters after 100 steps
+    assert close
+    print(f"{ours_name} == {theirs_name} (to 1e-6): {close}")
 
-torch_eps = run(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-3, eps_mode="torch"),
-                lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-3), "keras")
-keras_eps = run(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-3, eps_mode="keras"),
-                lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-3), "keras")
-print(f"ε = 1e-3, Adam with PyTorch's ε placement vs Keras: difference {torch_eps:.1e};  with Keras's placement: < 1e-9: {keras_eps < 1e-9}")
-assert torch_eps > 1e-4 and keras_eps < 1e-9
-rounded = run(lambda p: Adam(p, lr=0.05, eps=1e-7, eps_mode="keras"), lambda: keras.optimizers.Adam(0.05), "keras")
+# %%
+largest_difference = lambda pair: np.abs(pair[0] - pair[1]).max()
+torch_eps = largest_difference(run(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-3, eps_mode="torch"),
+                                   lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-3), "keras"))
+rounded = largest_difference(run(lambda p: Adam(p, lr=0.05, eps=1e-7, eps_mode="keras"),
+                                 lambda: keras.optimizers.Adam(0.05), "keras"))
+print(f"ε = 1e-3: Adam with PyTorch's ε placement differs from Keras by {torch_eps:.1e}")
 print(f"default Keras Adam (η = 0.05, β = 0.9, 0.999): float32 rounding of η and β moves it by about {rounded:.0e}")
+assert torch_eps > 1e-4
+close = np.allclose(*run(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=1e-3, eps_mode="keras"),
+                         lambda: keras.optimizers.Adam(eta, beta_1=b1, beta_2=b2, epsilon=1e-3), "keras"),
+                    rtol=0, atol=1e-9)
+assert close
+print(f'lib.optim.Adam(eps=1e-3, eps_mode="keras") == keras.optimizers.Adam(epsilon=1e-3) (to 1e-9): {close}')
 
 # %% [markdown]
 # ## Summary

@@ -26,10 +26,9 @@ import torch
 
 from lib import data, results
 from lib.autograd import MLP, VALUE_OPS, Layer, Neuron, Value, draw_graph, random_expression, value_and_grad
-from lib.device import get_device, seed_everything
+from lib.device import setup_notebook
 
-seed_everything(0)
-print("device:", get_device().type)
+device = setup_notebook(seed=0)
 
 # %% [markdown]
 # ## 1. Computational graphs and the chain rule
@@ -112,8 +111,8 @@ assert abs(a.grad - (1 - f.data ** 2) * b.data) < 1e-12   # the chain rule by ha
 # %% [markdown]
 # The course library's `lib.autograd.Value` is the same engine with more operations (`-`, `/`, `**`,
 # `exp`, `log`, `sigmoid`, `relu`) and an iterative topological sort, so that very deep graphs do not hit
-# Python's recursion limit. It must give the same numbers, and it can draw the graph: each box shows
-# the node's value and its gradient.
+# Python's recursion limit. It must give the same numbers as our `Scalar`, and it can draw the graph:
+# each box shows the node's value and its gradient.
 
 # %%
 A, B, C = Value(2.0, label="a"), Value(-1.5, label="b"), Value(0.5, label="c")
@@ -124,10 +123,11 @@ E.label = "e = d + c"
 F = E.tanh()
 F.label = "f = tanh(e)"
 F.backward()
-assert [A.grad, B.grad, C.grad] == [a.grad, b.grad, c.grad] and F.data == f.data
-print("lib.autograd.Value agrees with the notebook's Scalar:", [round(v.grad, 6) for v in (A, B, C)])
 draw_graph(F, title="f = tanh(a·b + c): values and gradients after backward()")
 plt.show()
+same = np.array_equal([a.grad, b.grad, c.grad, f.data], [A.grad, B.grad, C.grad, F.data])
+assert same
+print(f"Scalar == lib.autograd.Value (exactly): {same}")
 
 # %% [markdown]
 # ## 3. Gradient checking with finite differences
@@ -179,7 +179,7 @@ import tensorflow as tf
 TORCH_OPS = {"tanh": torch.tanh, "exp": torch.exp, "sigmoid": torch.sigmoid, "relu": torch.relu}
 TF_OPS = {"tanh": tf.tanh, "exp": tf.exp, "sigmoid": tf.sigmoid, "relu": tf.nn.relu}
 
-worst_torch = worst_tf = 0.0
+close_torch = close_tf = True
 rng = random.Random(0)
 for seed in range(30):
     fn = random_expression(n_inputs=4, n_ops=15, seed=seed)
@@ -196,12 +196,13 @@ for seed in range(30):
         result = fn(variables, TF_OPS)
     theirs_tf = np.array([g.numpy() for g in tape.gradient(result, variables)])
 
-    scale = max(1.0, np.abs(ours).max())   # compare relative to the gradient's size
-    worst_torch = max(worst_torch, np.abs(ours - theirs_torch).max() / scale)
-    worst_tf = max(worst_tf, np.abs(ours - theirs_tf).max() / scale)
+    tol = 1e-6 * max(1.0, np.abs(ours).max())   # relative to the gradient's size
+    close_torch &= np.allclose(ours, theirs_torch, rtol=0, atol=tol)
+    close_tf &= np.allclose(ours, theirs_tf, rtol=0, atol=tol)
 
-print(f"30 random expressions: engine vs torch.autograd < 1e-6: {worst_torch < 1e-6};  engine vs tf.GradientTape < 1e-6: {worst_tf < 1e-6}")
-assert worst_torch < 1e-6 and worst_tf < 1e-6
+assert close_torch and close_tf
+print(f"lib.autograd.Value == torch.autograd (to 1e-6 relative): {close_torch}")
+print(f"lib.autograd.Value == tf.GradientTape (to 1e-6 relative): {close_tf}")
 
 # %% [markdown]
 # ## 5. Backpropagation in matrix form
@@ -229,7 +230,8 @@ assert worst_torch < 1e-6 and worst_tf < 1e-6
 # and $X^\top G_Z$ is the only product of $X$ and $G_Z$ that has it.
 
 # %%
-def forward_backward(X, Y, W1, b1, W2, b2):
+def backward_scratch(X, Y, W1, b1, W2, b2):
+    """Loss and gradients (G_W1, G_b1, G_W2, G_b2) of the network above, by hand: what .backward() computes."""
     Z = X @ W1 + b1
     H = np.tanh(Z)
     Y_hat = H @ W2 + b2
@@ -246,14 +248,15 @@ rs = np.random.default_rng(0)
 n, d, m, k = 32, 5, 7, 3
 X, Y = rs.normal(size=(n, d)), rs.normal(size=(n, k))
 weights = [rs.normal(size=(d, m)) * 0.5, np.zeros(m), rs.normal(size=(m, k)) * 0.5, np.zeros(k)]
-loss, grads = forward_backward(X, Y, *weights)
+loss, grads = backward_scratch(X, Y, *weights)
 
 tw = [torch.tensor(w, requires_grad=True) for w in weights]
 t_loss = ((torch.tanh(torch.tensor(X) @ tw[0] + tw[1]) @ tw[2] + tw[3] - torch.tensor(Y)) ** 2).mean()
 t_loss.backward()
-for name, ours, t in zip(["W1", "b1", "W2", "b2"], grads, tw):
-    print(f"G_{name}: shape {ours.shape}, equals torch.autograd to 1e-10: {np.allclose(ours, t.grad.numpy(), atol=1e-10)}")
-    assert np.allclose(ours, t.grad.numpy(), atol=1e-10)
+print("shapes:", ", ".join(f"G_{name} {ours.shape}" for name, ours in zip(["W1", "b1", "W2", "b2"], grads)))
+close = all(np.allclose(ours, t.grad.numpy(), atol=1e-10) for ours, t in zip(grads, tw))
+assert close
+print(f"backward_scratch == torch.autograd (to 1e-10): {close}")
 
 # %% [markdown]
 # ## 6. Neuron → Layer → MLP
@@ -304,9 +307,9 @@ ours_b = f64([neuron.b.grad for neuron in layer.neurons])
 same_out = torch.allclose(f64(outputs), torch.tanh(linear(f64(x_in))), rtol=0, atol=1e-12)
 same_w = torch.allclose(ours_w, linear.weight.grad, rtol=0, atol=1e-12)
 same_b = torch.allclose(ours_b, linear.bias.grad, rtol=0, atol=1e-12)
-print(f"Layer(3, 4) vs tanh(nn.Linear(3, 4)), agreement to 1e-12: outputs {same_out}, "
-      f"weight gradients {same_w}, bias gradients {same_b}")
-assert same_out and same_w and same_b
+close = same_out and same_w and same_b   # the outputs, and the gradients of the weights and of the biases
+assert close
+print(f"lib.autograd.Layer == tanh(nn.Linear) (to 1e-12): {close}")
 
 # %% [markdown]
 # ### Gradients accumulate until `zero_grad()`
@@ -462,8 +465,9 @@ def score_numpy(P: np.ndarray) -> np.ndarray:
 
 
 engine_scores = np.array([score(p).data for p in X_test])
-assert np.allclose(engine_scores, score_numpy(X_test), atol=1e-9)
-print("the engine and its NumPy copy give the same scores on the held-out points (to 1e-9): True")
+close = np.allclose(score_numpy(X_test), engine_scores, atol=1e-9)   # on the held-out points
+assert close
+print(f"score_numpy == lib.autograd.MLP (to 1e-9): {close}")
 predict = lambda P: (score_numpy(P) > 0).astype(int)
 train_acc = np.mean(predict(X_moons) == y_moons)
 test_acc = np.mean((engine_scores > 0) == y_test)

@@ -32,19 +32,14 @@ import torch.nn.functional as F
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, recall_score
 
 from lib import data, results
-from lib.device import get_device, seed_everything
 from lib.checkpoint import load_checkpoint, save_checkpoint
-from lib.device import model_device
+from lib.device import model_device, seed_everything, setup_notebook
 from lib.mlp import MLP, NumpyMLP, cross_entropy, softmax, train_numpy_mlp
 from lib.plot import image_grid
 from lib.recipes import adamw, class_weights, train_classifier
 from lib.train import evaluate, fit, predict
 
-seed_everything(0)
-# These networks are tiny: on a CPU one thread trains them as fast as several, and avoids the large
-# slow-downs that several threads suffer on a busy machine (it also makes results independent of the core count).
-torch.set_num_threads(1)
-print("device:", get_device().type)
+device = setup_notebook(seed=0)
 
 # %% [markdown]
 # ## 1. The data: 8×8 digits, scaled and split
@@ -105,8 +100,10 @@ print("stable softmax:", softmax(z).round(4).tolist())
 labels = np.array([2, 2])
 ours = cross_entropy(z, labels)
 ref = F.cross_entropy(torch.tensor(z), torch.tensor(labels)).item()
-print(f"cross-entropy: ours {ours:.6f}, PyTorch {ref:.6f}")
-assert abs(ours - ref) < 1e-9
+print(f"cross-entropy: lib.mlp.cross_entropy {ours:.6f}, PyTorch {ref:.6f}")
+close = np.allclose(ours, ref, rtol=0, atol=1e-9)
+assert close
+print(f"lib.mlp.cross_entropy == F.cross_entropy (to 1e-9): {close}")
 
 # %% [markdown]
 # ## 3. An MLP from scratch, with its backward pass
@@ -130,8 +127,8 @@ def mlp_forward(X, W1, b1, W2, b2):
     return H @ W2 + b2, (Z1, H)
 
 
-def mlp_backward(X, y, W1, b1, W2, b2):
-    """Mean cross-entropy of a one-hidden-layer MLP and its gradients, by hand."""
+def loss_and_grads_scratch(X, y, W1, b1, W2, b2):
+    """Mean cross-entropy of a one-hidden-layer MLP and its gradients, by hand (lib.mlp.NumpyMLP.loss_and_grads)."""
     Z2, (Z1, H) = mlp_forward(X, W1, b1, W2, b2)
     n = len(y)
     G2 = softmax(Z2)
@@ -146,21 +143,21 @@ rng = np.random.default_rng(0)
 net = NumpyMLP((64, 32, 10), seed=1)        # the library version: He-initialised weights
 W1, b1, W2, b2 = (net.params[k] for k in ("W0", "b0", "W1", "b1"))
 Xb, yb = X_train[:50].astype(np.float64), y_train[:50]
-loss, grads = mlp_backward(Xb, yb, W1, b1, W2, b2)
+loss, grads = loss_and_grads_scratch(Xb, yb, W1, b1, W2, b2)
 
 # autograd on the same float64 weights
 params = {k: torch.tensor(v, requires_grad=True) for k, v in dict(W1=W1, b1=b1, W2=W2, b2=b2).items()}
 logits = torch.relu(torch.tensor(Xb) @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"]
 F.cross_entropy(logits, torch.tensor(yb)).backward()
-grad_error = max(np.abs(grads[k] - params[k].grad.numpy()).max() for k in grads)
+close_autograd = all(np.allclose(grads[k], params[k].grad.numpy(), rtol=0, atol=1e-6) for k in grads)
 
 # the library's NumpyMLP must compute the same gradients (its keys: W0, b0 for layer 1, W1, b1 for layer 2)
 _, lib_grads = net.loss_and_grads(Xb, yb)
-lib_error = max(np.abs(grads["W1"] - lib_grads["W0"]).max(), np.abs(grads["W2"] - lib_grads["W1"]).max(),
-                np.abs(grads["b1"] - lib_grads["b0"]).max(), np.abs(grads["b2"] - lib_grads["b1"]).max())
-print("hand-written gradients equal autograd's to 1e-6:", grad_error < 1e-6)
-print("notebook and lib.mlp.NumpyMLP agree to 1e-12:   ", lib_error < 1e-12)
-assert grad_error < 1e-6 and lib_error < 1e-12
+lib_names = {"W1": "W0", "b1": "b0", "W2": "W1", "b2": "b1"}
+close_lib = all(np.allclose(grads[k], lib_grads[lib_names[k]], rtol=0, atol=1e-12) for k in grads)
+assert close_autograd and close_lib
+print(f"loss_and_grads_scratch == torch.autograd (to 1e-6): {close_autograd}")
+print(f"loss_and_grads_scratch == lib.mlp.NumpyMLP.loss_and_grads (to 1e-12): {close_lib}")
 
 # %% [markdown]
 # With correct gradients, training is the loop of chapter 01: mini-batch SGD with momentum. We use
@@ -249,9 +246,10 @@ assert small < 1e-15 and 1e-5 < glorot < 1e-2 and 0.1 < he < 10, "He must keep t
 
 # %%
 twin = MLP.from_numpy(numpy_mlp)
-same = np.abs(twin(torch.tensor(X_test, dtype=torch.float64)).detach().numpy() - numpy_mlp.forward(X_test)).max()
-print("NumPy MLP and its nn.Module twin give the same logits (to 1e-9):", same < 1e-9)
-assert same < 1e-9
+close = np.allclose(numpy_mlp.forward(X_test), twin(torch.tensor(X_test, dtype=torch.float64)).detach().numpy(),
+                    rtol=0, atol=1e-9)   # the logits of every test image
+assert close
+print(f"lib.mlp.NumpyMLP == lib.mlp.MLP (to 1e-9): {close}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT

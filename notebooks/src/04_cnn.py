@@ -33,17 +33,13 @@ from torch import nn
 from lib import data, results
 from lib.cnn import (LeNet, ShiftAugment, conv2d_im2col, conv2d_loops, max_pool2d, random_shift, shift_images,
                      train_lenet)
-from lib.device import get_device, model_device, seed_everything
+from lib.device import model_device, seed_everything, setup_notebook
 from lib.mlp import MLP
 from lib.plot import image_grid
 from lib.recipes import train_classifier
 from lib.train import eval_mode, predict
 
-seed_everything(0)
-# These networks are tiny: on a CPU one thread trains them as fast as several, and avoids the large
-# slow-downs that several threads suffer on a busy machine (it also makes results independent of the core count).
-torch.set_num_threads(1)
-print("device:", get_device().type)
+device = setup_notebook(seed=0)
 
 # %% [markdown]
 # ## 1. Convolution as a sliding window
@@ -64,7 +60,7 @@ print("device:", get_device().type)
 # First, the formula as loops, exactly as written:
 
 # %%
-def conv2d_naive(x, w, b, stride=1, padding=0):
+def conv2d_scratch(x, w, b, stride=1, padding=0):
     """x: (N, C_in, H, W), w: (C_out, C_in, kh, kw), b: (C_out,) -> (N, C_out, H_out, W_out)."""
     x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     n, c_in, h, wd = x.shape
@@ -83,17 +79,19 @@ def conv2d_naive(x, w, b, stride=1, padding=0):
 rng = np.random.default_rng(0)
 configs = [  # (N, C_in, H, W, C_out, k, stride, padding)
     (2, 1, 8, 8, 4, 3, 1, 0), (2, 3, 9, 7, 4, 3, 1, 1), (2, 3, 9, 9, 5, 3, 2, 1), (1, 4, 10, 10, 2, 5, 2, 2)]
-worst = {"notebook loops": 0.0, "lib loops": 0.0, "lib im2col": 0.0}
+convs = {"conv2d_scratch": conv2d_scratch, "lib.cnn.conv2d_loops": conv2d_loops, "lib.cnn.conv2d_im2col": conv2d_im2col}
+close = dict.fromkeys(convs, True)
 for n, c_in, h, wd, c_out, k, s, p in configs:
     x = rng.standard_normal((n, c_in, h, wd)).astype(np.float32)
     w = rng.standard_normal((c_out, c_in, k, k)).astype(np.float32)
     b = rng.standard_normal(c_out).astype(np.float32)
     ref = F.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride=s, padding=p).numpy()
-    for name, conv in [("notebook loops", conv2d_naive), ("lib loops", conv2d_loops), ("lib im2col", conv2d_im2col)]:
-        worst[name] = max(worst[name], float(np.abs(conv(x, w, b, s, p) - ref).max()))
-for name, err in worst.items():
-    print(f"{name:15s} equals F.conv2d to 1e-5 (stride 1-2, padding 0-2, 1-4 channels): {err < 1e-5}")
-assert max(worst.values()) < 1e-5
+    for name, conv in convs.items():
+        close[name] &= np.allclose(conv(x, w, b, s, p), ref, rtol=0, atol=1e-5)
+assert all(close.values())
+print(f"{len(configs)} configurations: stride 1-2, padding 0-2, 1-4 channels")
+for name, ok in close.items():
+    print(f"{name} == F.conv2d (to 1e-5): {ok}")
 
 # %% [markdown]
 # ## 2. The same convolution as one matrix product: im2col
@@ -107,7 +105,7 @@ assert max(worst.values()) < 1e-5
 # strided sub-image `x[:, :, u::s, v::s]`.
 
 # %%
-def im2col_nb(x, kh, kw, stride=1):
+def im2col_scratch(x, kh, kw, stride=1):
     """Columns of an (already padded) x: (N, C, H, W) -> (N, C*kh*kw, H_out*W_out), like F.unfold."""
     n, c, h, wd = x.shape
     h_out, w_out = (h - kh) // stride + 1, (wd - kw) // stride + 1
@@ -118,14 +116,15 @@ def im2col_nb(x, kh, kw, stride=1):
 
 x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
 w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
-cols = im2col_nb(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), 3, 3, stride=2)
+cols = im2col_scratch(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), 3, 3, stride=2)
 y = (w.reshape(5, -1) @ cols).reshape(2, 5, 5, 5)                          # one product per image
 same_cols = np.array_equal(cols, F.unfold(torch.tensor(x), 3, padding=1, stride=2).numpy())
-same_conv = np.abs(y - F.conv2d(torch.tensor(x), torch.tensor(w), stride=2, padding=1).numpy()).max() < 1e-5
-same_lib = np.abs(y - conv2d_im2col(x, w, stride=2, padding=1)).max() < 1e-5
-print("im2col columns equal F.unfold:", same_cols, "| W @ columns equals F.conv2d:", same_conv,
-      "| equals lib.cnn.conv2d_im2col:", same_lib)
+same_conv = np.allclose(y, F.conv2d(torch.tensor(x), torch.tensor(w), stride=2, padding=1).numpy(), rtol=0, atol=1e-5)
+same_lib = np.allclose(y, conv2d_im2col(x, w, stride=2, padding=1), rtol=0, atol=1e-5)
 assert same_cols and same_conv and same_lib
+print(f"im2col_scratch == F.unfold (exactly): {same_cols}")
+print(f"W @ im2col_scratch == F.conv2d (to 1e-5): {same_conv}")
+print(f"W @ im2col_scratch == lib.cnn.conv2d_im2col (to 1e-5): {same_lib}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -147,7 +146,7 @@ for name, fn in [("loops", lambda: conv2d_loops(xb, wb, padding=1)),
 # small shifts inside each window.
 
 # %%
-def max_pool_naive(x, k=2, stride=None):
+def max_pool2d_scratch(x, k=2, stride=None):
     stride = stride or k
     n, c, h, wd = x.shape
     h_out, w_out = (h - k) // stride + 1, (wd - k) // stride + 1
@@ -159,12 +158,16 @@ def max_pool_naive(x, k=2, stride=None):
 
 
 x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
-pool_error = 0.0
+pools = {"max_pool2d_scratch": max_pool2d_scratch, "lib.cnn.max_pool2d": max_pool2d}
+close = dict.fromkeys(pools, True)
 for k, s in [(2, 2), (3, 1), (3, 2)]:
     ref = F.max_pool2d(torch.tensor(x), k, s).numpy()
-    pool_error = max(pool_error, np.abs(max_pool_naive(x, k, s) - ref).max(), np.abs(max_pool2d(x, k, s) - ref).max())
-print("max-pooling (notebook and lib) equals F.max_pool2d to 1e-5 (k 2-3, stride 1-2):", pool_error < 1e-5)
-assert pool_error < 1e-5
+    for name, pool in pools.items():
+        close[name] &= np.allclose(pool(x, k, s), ref, rtol=0, atol=1e-5)
+assert all(close.values())
+print("kernel 2-3, stride 1-2")
+for name, ok in close.items():
+    print(f"{name} == F.max_pool2d (to 1e-5): {ok}")
 
 # %% [markdown]
 # ## 4. Hand-made filters on a photograph
@@ -227,8 +230,9 @@ inner = (slice(1, -1), slice(1, -1))                                     # away 
 print("identity kernel returns the photo:", np.allclose(filtered["identity"], photo))
 print("blurs keep the mean brightness (to 1e-3):", abs(filtered["box blur"][inner].mean() - photo[inner].mean()) < 1e-3)
 print("blur lowers pixel-to-pixel variation:", np.diff(filtered["Gaussian blur"], axis=1).std() < np.diff(photo, axis=1).std())
-print("our convolution of the 427x640 photo equals F.conv2d to 1e-5:", np.abs(filtered["Sobel x"] - ref.numpy()).max() < 1e-5)
-assert np.abs(filtered["Sobel x"] - ref.numpy()).max() < 1e-5
+close = np.allclose(filtered["Sobel x"], ref.numpy(), rtol=0, atol=1e-5)   # the whole 427x640 photo
+assert close
+print(f"apply_kernel == F.conv2d (to 1e-5): {close}")
 
 # %% [markdown]
 # ## 5. Parameters and receptive fields: CNN against MLP

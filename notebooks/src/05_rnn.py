@@ -28,18 +28,13 @@ from torch import nn
 
 import lib.plot  # noqa: F401  (course-wide figure size and dpi)
 from lib import check, results
-from lib.device import get_device, seed_everything
+from lib.device import seed_everything, setup_notebook
 from lib.lm import BigramLM, bigram_counts, nll_per_char, sample, train_lm
 from lib.rnn import CharRNN, GRUCell, LSTMCell, RNNCell, gradient_norms_through_time, unroll
 from lib.text import CharVocab, lm_tensors, names_split
 from lib.widgets import InteractiveFigure
 
-# The models here are tiny: a second CPU thread only adds synchronisation, and one thread gives the
-# same numbers on every machine whatever OMP_NUM_THREADS says. On a GPU this line changes nothing.
-torch.set_num_threads(1)
-seed_everything(0)
-device = get_device()
-print("device:", device.type)
+device = setup_notebook(seed=0)
 
 # %% [markdown]
 # ## 1. Names as sequences of characters
@@ -87,25 +82,42 @@ print("training tensors:", tuple(x_train.shape), "(names x positions)")
 
 # %%
 V = len(vocab)
-counts = np.zeros((V, V), dtype=np.int64)
-for name in train_names:
-    ids = vocab.encode(name)
-    for a, b in zip(ids[:-1], ids[1:]):
-        counts[a, b] += 1
-assert np.array_equal(counts, bigram_counts(train_names, vocab).numpy())  # the lib version agrees
-probs = (counts + 1) / (counts + 1).sum(axis=1, keepdims=True)
 
-nll, n_chars = 0.0, 0
-for name in test_names:
-    ids = vocab.encode(name)
-    for a, b in zip(ids[:-1], ids[1:]):
-        nll -= math.log(probs[a, b])
-        n_chars += 1
-bigram_nll = nll / n_chars
-bigram = BigramLM(train_names, vocab)  # the same model as a layer, for the later comparisons
-assert abs(bigram_nll - nll_per_char(bigram, test_names, vocab)) < 1e-6
+
+def bigram_counts_scratch(names, vocab):
+    """N[a, b]: how often character b follows character a in the names (boundary marks included)."""
+    counts = np.zeros((len(vocab), len(vocab)), dtype=np.int64)
+    for name in names:
+        ids = vocab.encode(name)
+        for a, b in zip(ids[:-1], ids[1:]):
+            counts[a, b] += 1
+    return counts
+
+
+def nll_per_char_scratch(probs, names, vocab):
+    """Mean of -ln P(next character | character) over every character and end mark of the names."""
+    nll, n_chars = 0.0, 0
+    for name in names:
+        ids = vocab.encode(name)
+        for a, b in zip(ids[:-1], ids[1:]):
+            nll -= math.log(probs[a, b])
+            n_chars += 1
+    return nll / n_chars
+
+
+counts = bigram_counts_scratch(train_names, vocab)
+probs = (counts + 1) / (counts + 1).sum(axis=1, keepdims=True)
+bigram_nll = nll_per_char_scratch(probs, test_names, vocab)
+n_chars = sum(len(vocab.encode(name)) - 1 for name in test_names)
 print(f"uniform guess : {math.log(27):.3f} nats/char")
 print(f"bigram (test) : {bigram_nll:.3f} nats/char over {n_chars} characters")
+
+bigram = BigramLM(train_names, vocab)  # the same model as a layer, for the later comparisons
+same_counts = np.array_equal(counts, bigram_counts(train_names, vocab).numpy())
+same_nll = np.allclose(bigram_nll, nll_per_char(bigram, test_names, vocab), rtol=0, atol=1e-6)
+assert same_counts and same_nll
+print(f"bigram_counts_scratch == lib.lm.bigram_counts (exactly): {same_counts}")
+print(f"nll_per_char_scratch == lib.lm.nll_per_char (to 1e-6): {same_nll}")
 
 # %%
 shown = [vocab.bos] + list(range(3, V))  # "." and the letters; padding and mask never occur
@@ -129,11 +141,11 @@ plt.show()
 # every input $x_t \in \mathbb{R}^I$:
 # $$h_t = \tanh\left(W_{ih}\, x_t + b_{ih} + W_{hh}\, h_{t-1} + b_{hh}\right), \qquad h_0 = 0 .$$
 # The *same* weights $W_{ih}$ ($H \times I$), $W_{hh}$ ($H \times H$) and biases are used at every
-# step, so one small cell handles names of any length. We write it with plain tensor operations and
-# compare with `nn.RNN`, after copying its weights.
+# step, so one small cell handles names of any length. We write it with plain tensor operations,
+# `rnn_scratch`, and compare with `nn.RNN`, after copying its weights.
 
 # %%
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
+def rnn_scratch(x, h0, W_ih, W_hh, b_ih, b_hh):
     """x: (B, T, I), h0: (B, H) -> all hidden states (B, T, H)."""
     h, hs = h0, []
     for t in range(x.shape[1]):
@@ -146,13 +158,15 @@ torch.manual_seed(0)
 torch_rnn = nn.RNN(input_size=5, hidden_size=8, batch_first=True)
 x_seq = torch.randn(3, 7, 5)
 h0 = torch.zeros(3, 8)
-mine = rnn_forward(x_seq, h0, torch_rnn.weight_ih_l0, torch_rnn.weight_hh_l0,
+mine = rnn_scratch(x_seq, h0, torch_rnn.weight_ih_l0, torch_rnn.weight_hh_l0,
                    torch_rnn.bias_ih_l0, torch_rnn.bias_hh_l0)
 reference, _ = torch_rnn(x_seq)
-rnn_err = (mine - reference).abs().max().item()
 lib_out, _ = unroll(RNNCell(5, 8).copy_from_torch(torch_rnn), x_seq)
-assert rnn_err < 1e-5 and torch.allclose(lib_out, mine, atol=1e-6)
-print(f"RNN from scratch equals nn.RNN to 1e-5: {rnn_err < 1e-5}")
+same_torch = torch.allclose(mine, reference, rtol=0, atol=1e-5)
+same_lib = torch.allclose(lib_out, mine, atol=1e-6)
+assert same_torch and same_lib
+print(f"rnn_scratch == nn.RNN (to 1e-5): {same_torch}")
+print(f"rnn_scratch == lib.rnn.RNNCell (to 1e-6): {same_lib}")
 
 # %% [markdown]
 # ## 4. Backpropagation through time
@@ -168,7 +182,7 @@ print(f"RNN from scratch equals nn.RNN to 1e-5: {rnn_err < 1e-5}")
 # **sum** of its gradients at every step.
 
 # %%
-def rnn_bptt(x, hs, h0, W_hh, delta_T):
+def rnn_backward_scratch(x, hs, h0, W_hh, delta_T):
     """Gradients of W_ih, W_hh and the bias from dL/dh_T = delta_T, plus |dL/dh_t| for every t."""
     dW_ih, dW_hh, db = 0.0, 0.0, 0.0
     delta, norms = delta_T, []
@@ -184,17 +198,16 @@ def rnn_bptt(x, hs, h0, W_hh, delta_T):
 
 
 target = torch.randn(3, 8)
-hs = rnn_forward(x_seq, h0, torch_rnn.weight_ih_l0, torch_rnn.weight_hh_l0,
+hs = rnn_scratch(x_seq, h0, torch_rnn.weight_ih_l0, torch_rnn.weight_hh_l0,
                  torch_rnn.bias_ih_l0, torch_rnn.bias_hh_l0)
 loss = 0.5 * ((hs[:, -1] - target) ** 2).sum()
 loss.backward()  # autograd's answer lands in torch_rnn's .grad
 with torch.no_grad():
-    dW_ih, dW_hh, db, _ = rnn_bptt(x_seq, hs, h0, torch_rnn.weight_hh_l0, hs[:, -1] - target)
-bptt_err = max((dW_ih - torch_rnn.weight_ih_l0.grad).abs().max().item(),
-               (dW_hh - torch_rnn.weight_hh_l0.grad).abs().max().item(),
-               (db - torch_rnn.bias_hh_l0.grad).abs().max().item())
-assert bptt_err < 1e-5
-print(f"BPTT by hand equals autograd to 1e-5: {bptt_err < 1e-5}")
+    dW_ih, dW_hh, db, _ = rnn_backward_scratch(x_seq, hs, h0, torch_rnn.weight_hh_l0, hs[:, -1] - target)
+close = all(torch.allclose(ours, theirs, rtol=0, atol=1e-5) for ours, theirs in
+            [(dW_ih, torch_rnn.weight_ih_l0.grad), (dW_hh, torch_rnn.weight_hh_l0.grad), (db, torch_rnn.bias_hh_l0.grad)])
+assert close
+print(f"rnn_backward_scratch == torch.autograd (to 1e-5): {close}")
 
 # %% [markdown]
 # ## 5. Vanishing and exploding gradients
@@ -243,10 +256,11 @@ print("an LSTM with an open forget gate keeps > 1% of the gradient over 40 steps
 # $\lVert g\rVert = \sqrt{\sum_i g_i^2}$, exceeds a threshold $c$, rescale them to norm $c$:
 # $g \leftarrow g \cdot \min(1, c / \lVert g\rVert)$. The direction is kept, only the step is capped.
 # (Vanishing has no such fix; it needs a better cell — the LSTM.) We clip the exploding $g = 3$ RNN's
-# gradients by hand and compare with `torch.nn.utils.clip_grad_norm_`.
+# gradients by hand, `clip_grad_norm_scratch`, and compare with `torch.nn.utils.clip_grad_norm_`.
 
 # %%
-def clip_by_global_norm(grads, max_norm):
+def clip_grad_norm_scratch(grads, max_norm):
+    """The clipped gradients and their total norm before clipping (clip_grad_norm_ works in place)."""
     total = torch.sqrt(sum((g ** 2).sum() for g in grads))
     scale = min(1.0, max_norm / (float(total) + 1e-6))
     return [g * scale for g in grads], float(total)
@@ -258,13 +272,15 @@ with torch.no_grad():
     exploding.weight_hh.copy_(3.0 * torch.linalg.qr(torch.randn(32, 32))[0])
 outputs, _ = unroll(exploding, x_long)
 (0.5 * (outputs[:, -1] - 1.0) ** 2).sum().backward()
-clipped, norm_before = clip_by_global_norm([p.grad for p in exploding.parameters()], max_norm=1.0)
+clipped, norm_before = clip_grad_norm_scratch([p.grad for p in exploding.parameters()], max_norm=1.0)
 norm_torch = float(nn.utils.clip_grad_norm_(exploding.parameters(), max_norm=1.0))
-assert abs(norm_before - norm_torch) < 1e-3 * norm_torch
-assert all(torch.allclose(c, p.grad, atol=1e-6) for c, p in zip(clipped, exploding.parameters()))
 norm_after = float(torch.sqrt(sum((p.grad ** 2).sum() for p in exploding.parameters())))
-print(f"clipping agrees with clip_grad_norm_: True; norm before > 100: {norm_before > 100}, "
-      f"after = {norm_after:.3f}")
+print(f"gradient norm before clipping > 100: {norm_before > 100}; after = {norm_after:.3f}")
+same_norm = np.allclose(norm_before, norm_torch, rtol=1e-3, atol=0)
+same_grads = all(torch.allclose(c, p.grad, atol=1e-6) for c, p in zip(clipped, exploding.parameters()))
+assert same_norm and same_grads
+print(f"clip_grad_norm_scratch == nn.utils.clip_grad_norm_ (to 1e-6; the norm to 1e-3 relative): "
+      f"{same_norm and same_grads}")
 
 # %% [markdown]
 # ## 6. The LSTM cell, from scratch
@@ -290,7 +306,7 @@ print(f"clipping agrees with clip_grad_norm_: True; norm before > 100: {norm_bef
 # > and the *previous* hidden state, each with its own weights.
 
 # %%
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
+def lstm_scratch(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
     """x: (B, T, I) -> all hidden states (B, T, H) and the last cell state (B, H)."""
     H = h0.shape[1]
     h, c, hs = h0, c0, []
@@ -308,13 +324,16 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
 
 torch.manual_seed(0)
 torch_lstm = nn.LSTM(input_size=5, hidden_size=8, batch_first=True)
-mine_h, mine_c = lstm_forward(x_seq, h0, torch.zeros(3, 8), torch_lstm.weight_ih_l0,
+mine_h, mine_c = lstm_scratch(x_seq, h0, torch.zeros(3, 8), torch_lstm.weight_ih_l0,
                               torch_lstm.weight_hh_l0, torch_lstm.bias_ih_l0, torch_lstm.bias_hh_l0)
 ref_h, (_, ref_c) = torch_lstm(x_seq)
-lstm_err = max((mine_h - ref_h).abs().max().item(), (mine_c - ref_c[0]).abs().max().item())
 lib_h, _ = unroll(LSTMCell(5, 8).copy_from_torch(torch_lstm), x_seq)
-assert lstm_err < 1e-5 and torch.allclose(lib_h, mine_h, atol=1e-6)
-print(f"LSTM from scratch equals nn.LSTM to 1e-5 (hidden and cell states): {lstm_err < 1e-5}")
+same_torch = (torch.allclose(mine_h, ref_h, rtol=0, atol=1e-5)          # every hidden state
+              and torch.allclose(mine_c, ref_c[0], rtol=0, atol=1e-5))  # and the last cell state
+same_lib = torch.allclose(lib_h, mine_h, atol=1e-6)
+assert same_torch and same_lib
+print(f"lstm_scratch == nn.LSTM (to 1e-5): {same_torch}")
+print(f"lstm_scratch == lib.rnn.LSTMCell (to 1e-6): {same_lib}")
 
 # %% [markdown]
 # ## 7. The GRU
@@ -334,9 +353,9 @@ print(f"LSTM from scratch equals nn.LSTM to 1e-5 (hidden and cell states): {lstm
 torch.manual_seed(0)
 torch_gru = nn.GRU(input_size=5, hidden_size=8, batch_first=True)
 gru_out, _ = unroll(GRUCell(5, 8).copy_from_torch(torch_gru), x_seq)
-gru_err = (gru_out - torch_gru(x_seq)[0]).abs().max().item()
-assert gru_err < 1e-5
-print(f"lib.rnn.GRUCell equals nn.GRU to 1e-5: {gru_err < 1e-5}")
+close = torch.allclose(gru_out, torch_gru(x_seq)[0], rtol=0, atol=1e-5)
+assert close
+print(f"lib.rnn.GRUCell == nn.GRU (to 1e-5): {close}")
 
 # %% [markdown]
 # ## 8. Character-level language models
@@ -511,8 +530,9 @@ x_test, y_test = lm_tensors(test_names, vocab)
 keras_logits = keras_lstm(x_test.numpy(), training=False).numpy()
 keep = y_test.numpy() != -100
 keras_nll = float(F.cross_entropy(torch.from_numpy(keras_logits[keep]).double(), y_test[y_test != -100]))
-assert abs(keras_nll - test_nll["lstm"]) < 1e-4
-print(f"Keras LSTM with the PyTorch weights: same test NLL to 1e-4: {abs(keras_nll - test_nll['lstm']) < 1e-4}")
+close = np.allclose(keras_nll, test_nll["lstm"], rtol=0, atol=1e-4)   # the test NLL, with the same weights
+assert close
+print(f"keras_char_lstm == CharRNN (to 1e-4): {close}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -32,7 +32,7 @@ import lib.plot  # noqa: F401  (course-wide figure size and dpi)
 from lib import check, results
 from lib.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention, sinusoidal_positions
 from lib.data import make_loader, mnist1d, sequence_task
-from lib.device import get_device, seed_everything
+from lib.device import seed_everything, setup_notebook
 from lib.lm import BigramLM, lm_loss, nll_per_char, sample, train_lm
 from lib.rnn import CharRNN
 from lib.text import CharVocab, names_split
@@ -41,12 +41,7 @@ from lib.train import count_parameters, eval_mode, evaluate, fit
 from lib.transformer import GPT, Block, Seq2Seq, TransformerConfig
 from lib.widgets import InteractiveFigure
 
-# Small models: one CPU thread avoids synchronisation costs and gives the same numbers whatever
-# OMP_NUM_THREADS says. On a GPU this line changes nothing.
-torch.set_num_threads(1)
-seed_everything(0)
-device = get_device()
-print("device:", device.type)
+device = setup_notebook(seed=0)
 
 # %% [markdown]
 # ## 1. Attention is a soft dictionary look-up
@@ -106,7 +101,7 @@ for d in (4, 64, 1024):
 # $-\infty$, so that $e^{-\infty} = 0$ gives them exactly zero weight.
 
 # %%
-def attention(q, k, v, allowed=None):
+def scaled_dot_product_attention_scratch(q, k, v, allowed=None):
     """q: (..., T, d), k: (..., S, d), v: (..., S, dv); allowed: bool, True = may attend."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if allowed is not None:
@@ -121,19 +116,21 @@ q, k, v = torch.randn(3, B, H, T, d).unbind(0)
 is_pad = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])   # the 2nd sequence has 4 real tokens
 padding_allowed = ~is_pad[:, None, None, :]                        # (B, 1, 1, T): broadcast over heads, queries
 causal_allowed = torch.ones(T, T, dtype=torch.bool).tril()         # (T, T): key j <= query t
-errors = []
+same_torch = True
 for allowed in (None, padding_allowed, causal_allowed, padding_allowed & causal_allowed):
-    mine, w_mine = attention(q, k, v, allowed)
-    errors.append((mine - F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)).abs().max().item())
-errors.append((attention(q, k, v, causal_allowed)[0]
-               - F.scaled_dot_product_attention(q, k, v, is_causal=True)).abs().max().item())
+    mine, w_mine = scaled_dot_product_attention_scratch(q, k, v, allowed)
+    same_torch &= torch.allclose(mine, F.scaled_dot_product_attention(q, k, v, attn_mask=allowed), rtol=0, atol=1e-5)
+same_torch &= torch.allclose(scaled_dot_product_attention_scratch(q, k, v, causal_allowed)[0],
+                             F.scaled_dot_product_attention(q, k, v, is_causal=True), rtol=0, atol=1e-5)
 lib_out, lib_w = scaled_dot_product_attention(q, k, v, causal=True, key_padding_mask=is_pad)
-assert max(errors) < 1e-5 and torch.allclose(lib_out, mine, atol=1e-6) and torch.allclose(lib_w, w_mine, atol=1e-6)
+same_lib = torch.allclose(lib_out, mine, atol=1e-6) and torch.allclose(lib_w, w_mine, atol=1e-6)
 assert float(w_mine[..., ~causal_allowed].abs().max()) == 0.0       # no query attends to the future
 assert float(w_mine[1, ..., 4:].abs().max()) == 0.0                  # and none to padding
-print("attention from scratch equals F.scaled_dot_product_attention to 1e-5 "
-      f"(no mask, padding, causal, both, is_causal): {max(errors) < 1e-5}")
 print("future and padding positions get exactly zero weight: True")
+print("masks compared: none, padding, causal, both, is_causal=True")
+assert same_torch and same_lib
+print(f"scaled_dot_product_attention_scratch == F.scaled_dot_product_attention (to 1e-5): {same_torch}")
+print(f"scaled_dot_product_attention_scratch == lib.attention.scaled_dot_product_attention (to 1e-6): {same_lib}")
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
@@ -164,13 +161,13 @@ plt.show()
 # > Mixing them up silently lets a model attend only to padding.
 
 # %%
-def multi_head_attention(x, W_in, b_in, W_out, b_out, n_heads, allowed=None):
+def multi_head_attention_scratch(x, W_in, b_in, W_out, b_out, n_heads, allowed=None):
     """x: (B, T, D); W_in: (3D, D) stacks W^Q, W^K, W^V; returns (B, T, D) and (B, h, T, T)."""
     B_, T_, D = x.shape
     q, k, v = (x @ W_in.T + b_in).chunk(3, dim=-1)
     def split(t):  # (B, T, D) -> (B, h, T, D/h)
         return t.view(B_, T_, n_heads, D // n_heads).transpose(1, 2)
-    out, w = attention(split(q), split(k), split(v), allowed)
+    out, w = scaled_dot_product_attention_scratch(split(q), split(k), split(v), allowed)
     out = out.transpose(1, 2).reshape(B_, T_, D)     # put the heads side by side again
     return out @ W_out.T + b_out, w
 
@@ -179,17 +176,19 @@ torch.manual_seed(0)
 D, n_heads = 16, 4
 torch_mha = nn.MultiheadAttention(D, n_heads, batch_first=True)
 x = torch.randn(2, 6, D)
-mine, _ = multi_head_attention(x, torch_mha.in_proj_weight, torch_mha.in_proj_bias, torch_mha.out_proj.weight,
-                               torch_mha.out_proj.bias, n_heads, padding_allowed & causal_allowed)
+mine, _ = multi_head_attention_scratch(x, torch_mha.in_proj_weight, torch_mha.in_proj_bias, torch_mha.out_proj.weight,
+                                       torch_mha.out_proj.bias, n_heads, padding_allowed & causal_allowed)
 reference, _ = torch_mha(x, x, x, key_padding_mask=is_pad, attn_mask=~causal_allowed)  # True = NOT allowed
 lib_mha = MultiHeadAttention(D, n_heads).copy_from_torch(torch_mha)
 lib_out, _ = lib_mha(x, key_padding_mask=is_pad, causal=True)
-mha_err = (mine - reference).abs().max().item()
-assert mha_err < 1e-5 and torch.allclose(lib_out, mine, atol=1e-5)
 n_params = count_parameters(torch_mha)
 assert n_params == 4 * D * D + 4 * D
-print(f"multi-head attention from scratch equals nn.MultiheadAttention to 1e-5: {mha_err < 1e-5}")
 print(f"parameters: {n_params} = 4·D² + 4·D for D = {D}")
+same_torch = torch.allclose(mine, reference, rtol=0, atol=1e-5)
+same_lib = torch.allclose(lib_out, mine, atol=1e-5)
+assert same_torch and same_lib
+print(f"multi_head_attention_scratch == nn.MultiheadAttention (to 1e-5): {same_torch}")
+print(f"multi_head_attention_scratch == lib.attention.MultiHeadAttention (to 1e-5): {same_lib}")
 
 # %% [markdown]
 # ## 4. Positional encodings
@@ -214,12 +213,17 @@ print("attention without positions is blind to order (permutation in, same permu
 # draw the table of a trained model in section 7.
 
 # %%
+def sinusoidal_positions_scratch(max_len, d):
+    """The encodings above: (max_len, d), sines in the even columns, cosines in the odd ones."""
+    position = torch.arange(max_len)[:, None].float()
+    div = 10000 ** (torch.arange(0, d, 2) / d)
+    pe = torch.zeros(max_len, d)
+    pe[:, 0::2], pe[:, 1::2] = torch.sin(position / div), torch.cos(position / div)
+    return pe
+
+
 max_len, d_pe = 64, 32
-position = torch.arange(max_len)[:, None].float()
-div = 10000 ** (torch.arange(0, d_pe, 2) / d_pe)
-pe = torch.zeros(max_len, d_pe)
-pe[:, 0::2], pe[:, 1::2] = torch.sin(position / div), torch.cos(position / div)
-assert torch.allclose(pe, sinusoidal_positions(max_len, d_pe), atol=1e-5)
+pe = sinusoidal_positions_scratch(max_len, d_pe)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
 axes[0].imshow(pe.T, cmap="RdBu", aspect="auto")
 axes[0].set(xlabel="position p", ylabel="dimension", title="Sinusoidal encodings")
@@ -229,7 +233,9 @@ for ax in axes:
     ax.grid(False)
 fig.tight_layout()
 plt.show()
-print("sinusoidal encodings from scratch equal lib.attention.sinusoidal_positions: True")
+close = torch.allclose(pe, sinusoidal_positions(max_len, d_pe), atol=1e-5)
+assert close
+print(f"sinusoidal_positions_scratch == lib.attention.sinusoidal_positions (to 1e-5): {close}")
 
 # %% [markdown]
 # ## 5. The Transformer block
@@ -241,16 +247,17 @@ print("sinusoidal encodings from scratch equal lib.attention.sinusoidal_position
 #   x \leftarrow x + W_2\,\operatorname{GELU}(W_1 \operatorname{LN}_2(x) + b_1) + b_2 .$$
 # The residual path carries $x$ through unchanged, so gradients reach the lowest block easily and
 # deep stacks train without warm-up tricks. The MLP is usually 4 times wider than $d_{model}$. We write
-# the block out and compare it with `lib.transformer.Block` and PyTorch's own
+# the block out, `block_scratch`, and compare it with `lib.transformer.Block` and PyTorch's own
 # `nn.TransformerEncoderLayer(norm_first=True)`.
 
 # %%
-def block_forward(blk, x, allowed=None):
+def block_scratch(blk, x, allowed=None):
+    """The pre-norm block above, computed from the weights of a lib.transformer.Block ``blk``."""
     a = blk.attn
     h = F.layer_norm(x, (x.shape[-1],), blk.ln1.weight, blk.ln1.bias)
     W_in = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
     b_in = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
-    x = x + multi_head_attention(h, W_in, b_in, a.out_proj.weight, a.out_proj.bias, a.n_heads, allowed)[0]
+    x = x + multi_head_attention_scratch(h, W_in, b_in, a.out_proj.weight, a.out_proj.bias, a.n_heads, allowed)[0]
     h = F.layer_norm(x, (x.shape[-1],), blk.ln2.weight, blk.ln2.bias)
     return x + F.gelu(h @ blk.mlp[0].weight.T + blk.mlp[0].bias) @ blk.mlp[2].weight.T + blk.mlp[2].bias
 
@@ -264,12 +271,14 @@ for mine_, theirs in ((block.ln1, torch_layer.norm1), (block.ln2, torch_layer.no
                       (block.mlp[0], torch_layer.linear1), (block.mlp[2], torch_layer.linear2)):
     mine_.load_state_dict(theirs.state_dict())
 with torch.no_grad():
-    ours = block_forward(block, x, causal_allowed)
+    ours = block_scratch(block, x, causal_allowed)
     lib_block, _ = block(x, causal=True)
     pytorch_block = torch_layer(x, src_mask=~causal_allowed)
-block_err = max((ours - lib_block).abs().max().item(), (ours - pytorch_block).abs().max().item())
-assert block_err < 1e-5
-print(f"block by hand = lib Block = nn.TransformerEncoderLayer(norm_first=True), to 1e-5: {block_err < 1e-5}")
+same_lib = torch.allclose(ours, lib_block, rtol=0, atol=1e-5)
+same_torch = torch.allclose(ours, pytorch_block, rtol=0, atol=1e-5)
+assert same_lib and same_torch
+print(f"block_scratch == lib.transformer.Block (to 1e-5): {same_lib}")
+print(f"block_scratch == nn.TransformerEncoderLayer(norm_first=True) (to 1e-5): {same_torch}")
 
 # %% [markdown]
 # Stacking blocks gives the three Transformer families, all in `lib.transformer`:
@@ -637,16 +646,17 @@ seed_everything(0)                       # seeds Keras too, now that it is loade
 torch.manual_seed(1)
 block = Block(D, n_heads).eval()
 x = torch.randn(2, 6, D)
-keras_err = []
-for causal in (False, True):
+close = True
+for causal in (False, True):   # bidirectional and causal
     kb = keras_block(D, n_heads, causal=causal)
     copy_block_to_keras(block, kb)
     with torch.no_grad():
-        keras_err.append(float(np.abs(kb(x.numpy()).numpy() - block(x, causal=causal)[0].numpy()).max()))
+        close &= np.allclose(kb(x.numpy()).numpy(), block(x, causal=causal)[0].numpy(), rtol=0, atol=1e-5)
 n_torch = count_parameters(block)
-assert max(keras_err) < 1e-5 and kb.count_params() == n_torch
-print(f"Keras MultiHeadAttention block equals the PyTorch block to 1e-5 (bidirectional and causal): "
-      f"{max(keras_err) < 1e-5}; both have {n_torch} parameters")
+assert kb.count_params() == n_torch
+print(f"bidirectional and causal; both blocks have {n_torch} parameters")
+assert close
+print(f"keras_block == lib.transformer.Block (to 1e-5): {close}")
 
 # %% [markdown]
 # ## Summary

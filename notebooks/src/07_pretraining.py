@@ -40,19 +40,14 @@ from torch import nn
 import lib.plot  # noqa: F401  (course-wide figure size and dpi)
 from lib import check, finetuning, mlm, pretrained, results
 from lib.data import make_loader
-from lib.device import get_device, seed_everything
+from lib.device import seed_everything, setup_notebook
 from lib.text import CharVocab, names_split
 from lib.recipes import class_weights
 from lib.train import count_parameters, fit
 from lib.transformer import Encoder
 from lib.widgets import InteractiveFigure
 
-# The small models here gain nothing from a second CPU thread (it only adds synchronisation), and one
-# thread gives the same numbers whatever OMP_NUM_THREADS says. On a GPU this line changes nothing.
-torch.set_num_threads(1)
-seed_everything(0)
-device = get_device()
-print("device:", device.type)
+device = setup_notebook(seed=0)
 
 # %% [markdown]
 # ## 1. Why pretrain?
@@ -93,7 +88,8 @@ print("device:", device.type)
 #
 # In code, the targets are the original tokens at chosen positions and $-100$ elsewhere, and
 # `F.cross_entropy(..., ignore_index=-100)` leaves the $-100$ positions out of the loss.
-# Here is the rule written out; the course library has the same function as `lib.mlm.mask_tokens`.
+# Here is the rule written out, `mask_tokens_scratch`; the course library has the same function as
+# `lib.mlm.mask_tokens`.
 
 # %%
 vocab = CharVocab()
@@ -103,7 +99,7 @@ print(f"unlabelled corpus: {len(corpus):,} names, tensor {tuple(corpus_ids.shape
 print(vocab)
 
 
-def my_mask_tokens(ids, vocab_size, rate=0.15, generator=None):
+def mask_tokens_scratch(ids, vocab_size, rate=0.15, generator=None):
     """BERT's corruption written out. ids: (B, T) -> inputs, targets (B, T)."""
     chosen = (ids >= 3) & (torch.rand(ids.shape, generator=generator) < rate)  # letters only (id >= 3)
     action = torch.rand(ids.shape, generator=generator)                         # one draw: 80/10/10
@@ -118,15 +114,16 @@ def my_mask_tokens(ids, vocab_size, rate=0.15, generator=None):
 
 
 sample = corpus_ids[:8]
-inputs, targets = my_mask_tokens(sample, len(vocab), rate=0.3, generator=torch.Generator().manual_seed(3))
-lib_inputs, lib_targets = mlm.mask_tokens(sample, len(vocab), rate=0.3,
-                                          generator=torch.Generator().manual_seed(3))
-assert torch.equal(inputs, lib_inputs) and torch.equal(targets, lib_targets)
-print("notebook and lib.mlm.mask_tokens agree: True\n")
+inputs, targets = mask_tokens_scratch(sample, len(vocab), rate=0.3, generator=torch.Generator().manual_seed(3))
 print(f"{'original':16}{'model input':16}targets (· = no loss)")
 for x, xt, y in zip(sample, inputs, targets):
     shown = "".join(vocab.itos[int(t)] if t != -100 else "·" for t in y)
     print(f"{vocab.decode(x, strip=False):16}{vocab.decode(xt, strip=False):16}{shown}")
+lib_inputs, lib_targets = mlm.mask_tokens(sample, len(vocab), rate=0.3,
+                                          generator=torch.Generator().manual_seed(3))
+same = torch.equal(inputs, lib_inputs) and torch.equal(targets, lib_targets)
+assert same
+print(f"mask_tokens_scratch == lib.mlm.mask_tokens (exactly): {same}")
 
 # %% [markdown]
 # (Rate 0.3 here so that the eight examples show a few corruptions; pretraining uses 0.15.) Over
@@ -149,12 +146,12 @@ assert abs(share(chosen, letters) - 15) < 0.5 and abs(share(masked, chosen) - 80
 assert not chosen[~letters].any()
 
 # %% [markdown]
-# The loss from scratch: take log-softmax, keep the rows of the chosen positions, pick the
-# log-probability of the true token, average. It must equal PyTorch's `ignore_index` version and
-# `lib.mlm.mlm_loss`.
+# The loss from scratch, `mlm_loss_scratch`: take log-softmax, keep the rows of the chosen positions,
+# pick the log-probability of the true token, average. It must equal PyTorch's `ignore_index` version
+# and `lib.mlm.mlm_loss`.
 
 # %%
-def my_mlm_loss(logits, targets):
+def mlm_loss_scratch(logits, targets):
     """logits: (B, T, V), targets: (B, T) with -100 at unchosen positions -> scalar."""
     chosen = targets != -100
     log_probs = logits.log_softmax(dim=-1)[chosen]                # (|M|, V)
@@ -165,12 +162,15 @@ def my_mlm_loss(logits, targets):
 torch.manual_seed(0)
 fake_logits = torch.randn(*sample.shape, len(vocab))
 _, fake_targets = mlm.mask_tokens(sample, len(vocab), rate=0.3, generator=torch.Generator().manual_seed(3))
-ours = my_mlm_loss(fake_logits, fake_targets)
+ours = mlm_loss_scratch(fake_logits, fake_targets)
 torch_version = F.cross_entropy(fake_logits.flatten(0, 1), fake_targets.flatten(), ignore_index=-100)
-assert torch.allclose(ours, torch_version, atol=1e-6)
-assert torch.allclose(ours, mlm.mlm_loss(fake_logits, fake_targets), atol=1e-6)
 print(f"MLM loss on random logits: {ours:.4f} (from scratch) = {torch_version:.4f} (F.cross_entropy) "
       f"(uniform guessing would give ln {len(vocab)} = {np.log(len(vocab)):.4f}; random logits do worse)")
+same_torch = torch.allclose(ours, torch_version, atol=1e-6)
+same_lib = torch.allclose(ours, mlm.mlm_loss(fake_logits, fake_targets), atol=1e-6)
+assert same_torch and same_lib
+print(f"mlm_loss_scratch == F.cross_entropy(ignore_index=-100) (to 1e-6): {same_torch}")
+print(f"mlm_loss_scratch == lib.mlm.mlm_loss (to 1e-6): {same_lib}")
 
 # %% [markdown]
 # > **Common pitfall.** Code found online sometimes calls a BERT model with masked inputs but no

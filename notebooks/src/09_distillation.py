@@ -28,16 +28,12 @@ import torch.nn.functional as F
 
 from lib import check, data, distill, results
 from lib.cnn import LeNet, ShiftAugment
-from lib.device import get_device, seed_everything
+from lib.device import seed_everything, setup_notebook
 from lib.recipes import one_cycle, train_classifier
 from lib.train import count_parameters
 
-seed_everything(0)
-# The models here are tiny: one CPU thread is faster than several (synchronising threads costs more
-# than the arithmetic) and gives bit-identical results. On a GPU this line changes nothing.
-torch.set_num_threads(1)
-device = get_device()
-print("device:", device.type)
+device = setup_notebook(seed=0)
+
 
 X_train, y_train = (torch.tensor(a, device=device) for a in data.digits("train", images=True))
 X_val, y_val = (torch.tensor(a, device=device) for a in data.digits("val", images=True))
@@ -110,10 +106,14 @@ def soften_scratch(logits: torch.Tensor, T: float) -> torch.Tensor:
 
 
 teacher_test_logits = distill.logits_of(teacher, X_test)
+same_lib = same_torch = True
 for T in (0.5, 1.0, 4.0, 20.0):
-    assert torch.allclose(soften_scratch(teacher_test_logits, T), distill.soften(teacher_test_logits, T), atol=1e-6)
-    assert torch.allclose(soften_scratch(teacher_test_logits, T), F.softmax(teacher_test_logits / T, dim=1), atol=1e-6)
-print("softmax with temperature from scratch == lib.distill.soften == F.softmax(logits / T): True")
+    same_lib &= torch.allclose(soften_scratch(teacher_test_logits, T), distill.soften(teacher_test_logits, T), atol=1e-6)
+    same_torch &= torch.allclose(soften_scratch(teacher_test_logits, T), F.softmax(teacher_test_logits / T, dim=1),
+                                 atol=1e-6)
+assert same_lib and same_torch
+print(f"soften_scratch == lib.distill.soften (to 1e-6): {same_lib}")
+print(f"soften_scratch == F.softmax(logits / T) (to 1e-6): {same_torch}")
 
 # %% [markdown]
 # The teacher's probabilities for one test digit at four temperatures. We pick the correctly classified
@@ -186,11 +186,13 @@ g = torch.Generator().manual_seed(0)
 z = torch.randn(6, 10, generator=g, dtype=torch.float64)
 v = 3 * torch.randn(6, 10, generator=g, dtype=torch.float64)
 y = torch.randint(0, 10, (6,), generator=g)
-for T, alpha in [(1.0, 0.5), (4.0, 0.1), (10.0, 0.0)]:
-    assert torch.allclose(distillation_loss_scratch(z, v, y, T, alpha),
-                          distill.distillation_loss(z, v, y, T=T, alpha=alpha), atol=1e-10)
-print("distillation loss from scratch == lib.distill.distillation_loss: True")
+close = all(torch.allclose(distillation_loss_scratch(z, v, y, T, alpha),
+                           distill.distillation_loss(z, v, y, T=T, alpha=alpha), atol=1e-10)
+            for T, alpha in [(1.0, 0.5), (4.0, 0.1), (10.0, 0.0)])
+assert close
+print(f"distillation_loss_scratch == lib.distill.distillation_loss (to 1e-10): {close}")
 
+# %%
 z0, v0 = z - z.mean(1, keepdim=True), v - v.mean(1, keepdim=True)    # zero-mean logits
 T_grid = [1, 2, 4, 8, 16, 32, 64]
 grad_kl, grad_scaled = [], []
