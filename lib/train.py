@@ -297,8 +297,9 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, step: Step | N
     - ``clip_grad``: clip the global gradient norm to this value (the largest norm is recorded as ``grad_norm``).
     - ``amp``: mixed precision (float16 autocast with gradient scaling) on CUDA; ignored elsewhere.
     - ``val_loader``: ``evaluate`` with the same step after each epoch (``val_<log>``); with
-      ``patience``, stop when the validation loss has not improved for that many epochs, and with
-      ``restore_best`` put the best epoch's weights back at the end.
+      ``patience``, stop when the validation loss has not improved for that many epochs. With
+      ``restore_best`` (the default) the weights of the epoch with the lowest validation loss are put
+      back at the end whenever there is a ``val_loader``, early stopping or not.
     - ``checkpoint``: a path where the best (without validation: the latest best training loss)
       weights and optimizer state are saved (``lib.checkpoint``).
 

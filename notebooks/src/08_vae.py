@@ -384,7 +384,9 @@ plt.show()
 # ### Interpolating between two digits
 #
 # Encode two test digits, walk in a straight line between their means, and decode each point. In a
-# good latent space every intermediate point is a plausible digit, not a blend of two pictures.
+# good latent space every intermediate point is a plausible digit, not a blend of two pictures. With
+# only two latent numbers this VAE is not quite that good: look for points where the path passes through
+# shapes of a third digit, or blends, and compare with the grid of the latent plane above.
 
 # %%
 def interpolate(model, xa: torch.Tensor, xb: torch.Tensor, steps: int = 8) -> np.ndarray:

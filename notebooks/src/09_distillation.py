@@ -54,7 +54,8 @@ print(f"train {tuple(X_train.shape)}, validation {tuple(X_val.shape)}, test {tup
 #
 # The teacher is chapter 04's CNN, `lib.cnn.LeNet`: two conv blocks (3x3 convolutions, batch norm,
 # ReLU, max-pooling) and a two-layer classifier with dropout. It is trained here on the 1,077 training
-# digits with the light augmentation of chapter 04 — every batch shifted by up to one pixel
+# digits with the light augmentation of chapter 04 — every training image shifted by up to one pixel, a new
+# random shift in every batch
 # (`lib.cnn.ShiftAugment`) — with the course's classifier recipe, `lib.recipes.train_classifier`
 # (chapters 03–04), here with a **one-cycle** learning rate (`lib.recipes.one_cycle`: it rises from
 # 1/25 of its peak over the first 30% of the steps, then decays to almost 0) and no label smoothing,
@@ -297,7 +298,7 @@ plt.show()
 # best** (the "one-standard-error rule", which prefers the simpler setting when the data cannot tell
 # them apart). $T = 1$ and $T = 2$ fall outside: at $T = 1$ the teacher's probabilities are nearly
 # one-hot and carry the least "dark knowledge". Even this rule can change its answer when a setting
-# sits near the margin ($T = 4$ clears it by about a quarter of a point here), so the check accepts
+# sits near the margin ($T = 4$ clears it by a few tenths of a point), so the check accepts
 # any of the temperatures the stored run could not tell apart, 4, 8 and 16; the choice made on this
 # machine is printed first.
 
@@ -345,7 +346,8 @@ print(f"share of the teacher–student gap recovered: {100 * share:.0f}% "
 # such means (`results.tolerance_for_mean`, from the seeds' spread: about 0.5 points for one student,
 # 0.4 points for the paired gain). The bar of the chapter is that the distilled student beats the one
 # trained from scratch: a positive paired gain. The share of the gap is another matter: it rests on a
-# handful of test images (the teacher makes two or three errors, the students five to nine), and
+# handful of test images (the teacher makes two or three errors, the distilled students about four, the
+# students from scratch about nine), and
 # propagating those counts' spread through $(e_s - e_d)/(e_s - e_t)$ gives a standard deviation of about
 # 25 points for the difference between two runs. Its tolerance, 75 points, says what it is: on 360 test
 # images this share is not measured, only sketched.
@@ -370,8 +372,8 @@ ax.set(ylim=(95, 100), ylabel="test accuracy (%)", title="Teacher and students (
 plt.show()
 
 # %% [markdown]
-# Our 57 % looks smaller than Hinton et al.'s 91 %, but with a tolerance of 75 points the two cannot
-# be told apart: our teacher's lead over the students is a few test images. The settings differ too:
+# Our share (printed above; 57 % in the stored reference run) looks smaller than Hinton et al.'s 91 %, but
+# with a tolerance of 75 points the two cannot be told apart: our teacher's lead over the students is a few test images. The settings differ too:
 # their student was a large network (two layers of 800 units) that overfits without help, trained on
 # 60,000 images; ours is a tiny network with 1,077 images, limited by capacity as much as by data.
 # Measuring the share properly needs many more test images than errors to count. Distillation helps most when the student is data-starved: try training
@@ -470,7 +472,8 @@ seed_everything(0)                       # seeds Keras' initial weights too, now
 to_nhwc = lambda x: x.cpu().numpy().transpose(0, 2, 3, 1)
 k_student = distill.keras_student(channels=(8, 16), hidden=32)
 distiller = distill.keras_distiller(k_student, T=best_T, alpha=0.1)
-# the one-cycle schedule of the PyTorch runs: 30% warm-up from lr/25, then cosine decay
+# close to the PyTorch runs' one-cycle schedule: 30% warm-up from lr/25 (linear here, a half-cosine
+# there), then cosine decay to 0
 steps = STUDENT["epochs"] * math.ceil(len(y_train) / STUDENT["batch_size"])
 warmup = int(0.3 * steps)
 schedule = keras.optimizers.schedules.CosineDecay(STUDENT["lr"] / 25, steps - warmup,
