@@ -500,11 +500,13 @@ plt.show()
 # In the backward pass each layer multiplies the gradient by its activation's derivative (and by its
 # weights). The sigmoid's derivative is at most $\sigma'(0) = 1/4$, so through many sigmoid layers the
 # gradient shrinks geometrically and the first layers barely learn — the **vanishing gradient**. ReLU's
-# derivative is exactly 1 wherever the unit is active. We measure the gradient norm at every layer of a
-# 12-layer PyTorch network at initialisation (PyTorch's default initialisation, random inputs and
-# targets). Expect both curves to fall towards the input — PyTorch's default initialisation is too small
-# for ReLU, costing about a factor 2 per layer here (chapter 03 returns to initialisation) — but the
-# sigmoid's far faster. Chapter 05 returns to vanishing gradients, through time.
+# derivative is exactly 1 wherever the unit is active — and 0 wherever it is not, which at initialisation
+# is about half the units: a ReLU layer passes back the gradient of only half its units. We measure the
+# gradient norm at every layer of a 12-layer PyTorch network at initialisation (PyTorch's default
+# initialisation, random inputs and targets). Expect both curves to fall towards the input — ReLU
+# halves the signal's energy at every layer, and PyTorch's default weights are too small to make up for
+# it, together about a factor 2 per layer here (chapter 03's He initialisation doubles the weights'
+# variance to compensate exactly) — but the sigmoid's far faster. Chapter 05 returns to vanishing gradients, through time.
 
 # %%
 def layer_gradient_norms(activation, depth=12, width=64, seed=0):
@@ -601,7 +603,8 @@ print(network_widget.result)
 # - Our engine trains a real (small) network to ≥ 95 % on held-out moons — slowly (one Python object
 #   per number), which is why frameworks work with tensors.
 # - Sigmoid derivatives shrink gradients by a large factor at every layer; with ReLU the shrinking is
-#   much slower, and comes from the initialisation's scale (chapter 03), not from the activation.
+#   much slower: its derivative is 1 on the active half of the units and 0 on the rest, and weights
+#   scaled for that (chapter 03's He initialisation) stop the shrinking.
 
 # %% [markdown]
 # ## Exercises

@@ -252,6 +252,18 @@ print("g = 0.5 vanishes (< 1e-6 at step 0), g = 3 explodes (> 1e3):",
 print("an LSTM with an open forget gate keeps > 1% of the gradient over 40 steps:", ratio["LSTM, forget bias 3"] > 1e-2)
 
 # %% [markdown]
+# Why does the forget bias matter so much? Through the cell state the gradient is multiplied at every
+# step by the forget gate, $\partial c_t / \partial c_{t-1} = \operatorname{diag}(f_t)$ (next section). With
+# a bias near 0 the gate starts near $\sigma(0) = 0.5$: the cell keeps about half of its memory per step,
+# and along that path $0.5^{40} \approx 10^{-12}$ of the gradient is left after 40 steps. That is why the
+# LSTM with forget bias 0 loses more of its gradient in the figure than the RNN with $g = 1$, whose
+# orthogonal matrix keeps lengths and only the tanh shrinks them: an LSTM is not better by itself, only
+# with its forget gate open. A bias of 3 starts the gate at $\sigma(3) \approx 0.95$, and the memory
+# (and its gradient) lasts. This is why Keras' `LSTM` sets the forget bias to 1 at initialisation
+# (`unit_forget_bias=True`, after Jozefowicz et al., 2015), while PyTorch's `nn.LSTM` draws every bias
+# at random, so in PyTorch you set it yourself, as the cell above does.
+
+# %% [markdown]
 # **Gradient clipping** is the standard cure for explosions: if the norm of all gradients together,
 # $\lVert g\rVert = \sqrt{\sum_i g_i^2}$, exceeds a threshold $c$, rescale them to norm $c$:
 # $g \leftarrow g \cdot \min(1, c / \lVert g\rVert)$. The direction is kept, only the step is capped.
@@ -346,7 +358,10 @@ print(f"lstm_scratch == lib.rnn.LSTMCell (to 1e-6): {same_lib}")
 # $$n_t = \tanh\big(W_{in}x_t + b_{in} + r_t \odot (W_{hn}h_{t-1} + b_{hn})\big),\qquad
 #   h_t = (1 - z_t)\odot n_t + z_t \odot h_{t-1}.$$
 # Like the LSTM's cell, $h_t$ is a gated *mix* of old and new, so gradients survive; it has 3 weight
-# blocks instead of 4. You will write it yourself in exercise 1; here is the library's version
+# blocks instead of 4. These are PyTorch's equations (and Keras' default, `reset_after=True`): the reset
+# gate multiplies $W_{hn}h_{t-1} + b_{hn}$; in the original GRU (Cho et al., 2014) it multiplies
+# $h_{t-1}$ before the matrix, $W_{hn}(r_t \odot h_{t-1})$. Both work about equally well; this one is faster
+# on a GPU. You will write it yourself in exercise 1; here is the library's version
 # against `nn.GRU`.
 
 # %%
@@ -411,8 +426,10 @@ ax.legend(fontsize=8, ncol=2)
 plt.show()
 
 # %% [markdown]
-# `train_lm` (which calls `lib.train.fit`) also recorded the largest gradient norm of every epoch *before* clipping. Spikes above 1 are
-# the steps that clipping tamed.
+# `train_lm` (which calls `lib.train.fit`) also recorded the largest gradient norm of every epoch *before*
+# clipping. A point above the dashed line (the threshold, 1) is an epoch in which clipping shrank at least
+# one step; a point below it, an epoch in which clipping never acted — on these short names the
+# gradients stay tame, and clipping is insurance rather than a cure.
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.5))
