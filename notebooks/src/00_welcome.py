@@ -231,7 +231,6 @@ plt.show()
 # | 07 Pretraining, fine-tuning | learn from unlabeled data first | data |
 # | 08 Autoencoders, VAEs | compress and generate | algorithms |
 # | 09 Knowledge distillation | a small model learns from a big one | compute |
-# | 10–12 Scale, production, large models today | (later chapters) | compute |
 
 # %% [markdown]
 # ## How the notebooks are tested

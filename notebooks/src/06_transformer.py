@@ -227,7 +227,8 @@ pe = sinusoidal_positions_scratch(max_len, d_pe)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
 axes[0].imshow(pe.T, cmap="RdBu", aspect="auto")
 axes[0].set(xlabel="position p", ylabel="dimension", title="Sinusoidal encodings")
-axes[1].imshow(pe @ pe.T, cmap="viridis")
+fig.colorbar(axes[0].images[0], ax=axes[0], label="value")
+fig.colorbar(axes[1].imshow(pe @ pe.T, cmap="viridis"), ax=axes[1], label="dot product")
 axes[1].set(xlabel="position p'", ylabel="position p", title="Dot products PE_p · PE_p'")
 for ax in axes:
     ax.grid(False)
@@ -342,10 +343,11 @@ fig, axes = plt.subplots(2, 2, figsize=(6.5, 6))
 for layer in range(2):
     for head in range(2):
         ax = axes[layer, head]
-        ax.imshow(attn_maps["cross"][layer][0, head], cmap="viridis", vmin=0, vmax=1)
+        image = ax.imshow(attn_maps["cross"][layer][0, head], cmap="viridis", vmin=0, vmax=1)
         ax.set(xlabel="source position", ylabel="output position", title=f"cross-attention L{layer} H{head}")
         ax.grid(False)
 fig.tight_layout()
+fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
 plt.show()
 anti = torch.arange(7, -1, -1)
 follows = {(l, h): float((attn_maps["cross"][l][:, h].argmax(-1) == anti).float().mean())
@@ -428,14 +430,17 @@ results.expect("GPT minus LSTM test NLL", lm_nll["GPT"] - lm_nll["LSTM (chapter 
 print("GPT samples:", ", ".join(sample(gpt, vocab, n=12, temperature=0.8, seed=0)))
 
 # %% [markdown]
-# The learned position table of the GPT, drawn as cosine similarities between positions: after
-# training, neighbouring positions have similar vectors — the model discovered "nearby" on its own.
+# The learned position table of the GPT, drawn as cosine similarities between positions. Unlike the
+# sinusoidal table, nothing forces neighbours to be alike, and in the stored run they are not, at the
+# start of a name: the first positions have nearly unrelated vectors, since the first letters must be
+# told apart exactly. The later positions, which few names reach, grow similar to one another — the
+# model learned "somewhere late in a long name" more than "next to position 9".
 
 # %%
 with torch.no_grad():
     P = F.normalize(gpt.body.pos.weight[:12].cpu(), dim=1)
 fig, ax = plt.subplots(figsize=(4.5, 4))
-ax.imshow(P @ P.T, cmap="viridis", vmin=-1, vmax=1)
+fig.colorbar(ax.imshow(P @ P.T, cmap="viridis", vmin=-1, vmax=1), ax=ax, label="cosine similarity")
 ax.set(xlabel="position", ylabel="position", title="Learned positions: cosine similarity")
 ax.grid(False)
 plt.show()
@@ -600,10 +605,10 @@ def attention_map(example: int, kind: str = "cross", layer: int = 1, head: int =
     return w, rows, cols
 
 
-def draw_attention(example=0, kind="cross", layer=1, head=0):
+def draw_attention(example=0, kind="cross", layer=0, head=0):
     w, rows, cols = attention_map(example, kind, layer, head)
     fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(w, cmap="viridis", vmin=0, vmax=1)
+    fig.colorbar(ax.imshow(w, cmap="viridis", vmin=0, vmax=1), ax=ax, shrink=0.8, label="attention weight")
     ax.set_xticks(range(len(cols)), cols)
     ax.set_yticks(range(len(rows)), rows)
     ax.set(xlabel="keys", ylabel="queries", title=f"{kind} attention, layer {layer}, head {head}")
@@ -620,7 +625,7 @@ explorer = InteractiveFigure(
     draw_attention,
     example=widgets.IntSlider(value=0, min=0, max=n_show - 1, description="example", continuous_update=False),
     kind=widgets.Dropdown(options=["cross", "encoder", "decoder"], value="cross", description="attention"),
-    layer=widgets.Dropdown(options=[0, 1], value=1, description="layer"),
+    layer=widgets.Dropdown(options=[0, 1], value=0, description="layer"),  # opens where the anti-diagonal is
     head=widgets.Dropdown(options=[0, 1], value=0, description="head"))
 display(explorer)
 
