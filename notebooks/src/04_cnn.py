@@ -33,11 +33,11 @@ from torch import nn
 from lib import data, results
 from lib.cnn import (LeNet, ShiftAugment, conv2d_im2col, conv2d_loops, max_pool2d, random_shift, shift_images,
                      train_lenet)
-from lib.device import model_device, seed_everything, setup_notebook
+from lib.device import seed_everything, setup_notebook
 from lib.mlp import MLP
 from lib.plot import image_grid
 from lib.recipes import train_classifier
-from lib.train import eval_mode, predict
+from lib.train import predict
 
 device = setup_notebook(seed=0)
 
@@ -430,10 +430,10 @@ print("feature-map shapes:", [tuple(m.shape) for m in cnn.feature_maps(digit)])
 def shifted_accuracy(model, X, y, k):
     """Mean accuracy over the four shifts by k pixels (k = 0: the unshifted images)."""
     moves = [(0, 0)] if k == 0 else [(k, 0), (-k, 0), (0, k), (0, -k)]
-    X = torch.tensor(X).to(model_device(model))                         # CPU or GPU, as the model
-    with eval_mode(model), torch.no_grad():
-        return float(np.mean([(model(shift_images(X, dy, dx)).argmax(1).cpu().numpy() == y).mean()
-                              for dy, dx in moves]))
+    X = torch.tensor(X)
+    # lib.train.predict: evaluation mode, no gradients, batches on the model's device, outputs on the CPU
+    return float(np.mean([(predict(model, shift_images(X, dy, dx)).argmax(1).numpy() == y).mean()
+                          for dy, dx in moves]))
 
 
 def train_mlp(augment: bool) -> MLP:
