@@ -15,10 +15,11 @@ help:
 	@echo "make student    write student versions (solutions removed) to student/"
 	@echo "make check-exercises   run the student versions: every check must fail helpfully"
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 lab: $(STAMP)
