@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -147,3 +147,41 @@ def expect_choice(name: str, chosen: Any, allowed: Sequence[Any]) -> None:
         raise ResultOutOfRange(f"{name}: chose {chosen!r} here, outside the stored run's indistinguishable "
                                f"settings {shown}")
     print(f"{OK} {name}: one of {shown}")
+
+
+class Paired(NamedTuple):
+    """A paired comparison over seeds: the mean difference ``a - b``, its standard error, the number of
+    pairs and the verdict (``"<a> better"``, ``"<b> better"`` or ``"tie"``)."""
+    mean: float
+    se: float
+    n: int
+    verdict: str
+
+    def __str__(self) -> str:
+        return f"difference {self.mean:+.4g} ± {self.se:.2g} (standard error, {self.n} paired seeds): {self.verdict}"
+
+
+def paired_comparison(a: Sequence[Any], b: Sequence[Any], *, names: tuple[str, str] = ("A", "B"),
+                      higher_is_better: bool = True, min_pairs: int = 3) -> Paired:
+    """The course's rule for "A beats B": ``a[i]`` and ``b[i]`` are the two arms' results for seed ``i``
+    (same seed, same data order, equal effort). The verdict names the better arm only when the mean of
+    the differences ``a[i] - b[i]`` lies more than two standard errors from zero, else it is ``"tie"``.
+
+    Print the returned value (its ``str`` gives the numbers) in an ignored cell, and check the verdict
+    with :func:`expect_choice`, since the numbers change with the CPU.
+    """
+    require_int("min_pairs", min_pairs, low=2)
+    if isinstance(a, (str, bytes)) or isinstance(b, (str, bytes)) or len(a) != len(b):
+        raise ValueError(f"a and b must be sequences of equal length (one result per seed), got {a!r} and {b!r}")
+    if len(a) < min_pairs:
+        raise ValueError(f"a paired comparison needs at least {min_pairs} seeds, got {len(a)}")
+    if len(names) != 2 or not all(isinstance(x, str) and x for x in names):
+        raise ValueError(f"names must be two non-empty strings, got {names!r}")
+    d = np.array([_number("a", x) - _number("b", y) for x, y in zip(a, b)])
+    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+    if abs(mean) > 2 * se:
+        better = names[0] if (mean > 0) == higher_is_better else names[1]
+        verdict = f"{better} better"
+    else:
+        verdict = "tie"
+    return Paired(mean, se, len(d), verdict)

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -79,3 +81,23 @@ def test_tolerances_follow_the_measured_spread():
         results.tolerance_for_accuracy(98.3, 0)
     with pytest.raises(ValueError, match="seed_std > 0"):
         results.tolerance_for_mean(0.0, 5)
+
+
+def test_paired_comparison_needs_a_difference_beyond_two_standard_errors():
+    # differences 0.02, 0.03, 0.025: mean 0.025, se 0.0029 -> clearly beyond 2 se
+    wins = results.paired_comparison([0.92, 0.93, 0.925], [0.90, 0.90, 0.90], names=("wd", "plain"))
+    assert wins.verdict == "wd better" and wins.n == 3
+    assert abs(wins.mean - 0.025) < 1e-12 and abs(wins.se - 0.005 / math.sqrt(3)) < 1e-12
+    # lower is better (a loss): the same differences now favour the second arm
+    assert results.paired_comparison([0.92, 0.93, 0.925], [0.90, 0.90, 0.90], names=("wd", "plain"),
+                                     higher_is_better=False).verdict == "plain better"
+    # a mean difference inside the noise is a tie, however the means compare
+    tie = results.paired_comparison([1.0, 0.0, 0.6], [0.5, 0.5, 0.5])
+    assert tie.verdict == "tie" and "tie" in str(tie) and "3 paired seeds" in str(tie)
+
+
+@pytest.mark.parametrize("a, b, match", [([1, 2], [1, 2], "at least 3 seeds"), ([1, 2, 3], [1, 2], "equal length"),
+                                         ("abc", "abd", "equal length"), ([1, 2, float("nan")], [1, 2, 3], "finite")])
+def test_paired_comparison_rejects_bad_input(a, b, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        results.paired_comparison(a, b)
