@@ -10,6 +10,9 @@ Two conventions differ between frameworks, and both are offered so each can be m
 - Adam's epsilon: PyTorch divides by ``sqrt(v_hat) + eps``; Keras folds the bias corrections into
   the step size and divides by ``sqrt(v) + eps`` — the same as PyTorch with
   ``eps / sqrt(1 - beta2**t)``, a larger epsilon in the first steps. ``Adam(eps_mode="keras")`` reproduces Keras.
+
+Weight decay in Adam comes in two forms: ``Adam(weight_decay=...)`` adds it to the gradient (L2, as
+``torch.optim.Adam``), ``AdamW`` applies it outside the division by ``sqrt(v_hat)`` (``torch.optim.AdamW``).
 """
 from __future__ import annotations
 
@@ -90,6 +93,10 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction.
 
+    ``weight_decay`` adds ``wd * p`` to the gradient *before* the moments (L2 regularisation, as in
+    ``torch.optim.Adam``): the decay is then divided by ``sqrt(v_hat)`` like the rest of the gradient.
+    ``AdamW`` decouples it instead.
+
     ``m <- b1*m + (1-b1)*g``;  ``v <- b2*v + (1-b2)*g^2``;  ``m_hat = m/(1-b1^t)``;  ``v_hat = v/(1-b2^t)``;
     ``p <- p - lr * m_hat / (sqrt(v_hat) + eps)``  (``eps_mode="torch"``), or
     ``p <- p - lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``  (``eps_mode="keras"``).
@@ -98,7 +105,7 @@ class Adam(Optimizer):
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, eps_mode: str = "torch") -> None:
+                 eps: float = 1e-8, eps_mode: str = "torch", weight_decay: float = 0.0) -> None:
         super().__init__(params, lr)
         if (not isinstance(betas, (tuple, list)) or len(betas) != 2
                 or not all(is_number(b) and 0.0 <= b < 1.0 for b in betas)):
@@ -106,9 +113,15 @@ class Adam(Optimizer):
         require_positive_number("eps", eps)
         if eps_mode not in ("torch", "keras"):
             raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
-        self.betas, self.eps, self.eps_mode = betas, eps, eps_mode
+        require_number("weight_decay", weight_decay, low=0)
+        self.betas, self.eps, self.eps_mode, self.weight_decay = betas, eps, eps_mode, weight_decay
 
     def update(self, grad, state, data):
+        if self.weight_decay:
+            grad = grad + self.weight_decay * data
+        return self._adam(grad, state)
+
+    def _adam(self, grad, state):
         b1, b2 = self.betas
         state["m"] = b1 * state.get("m", 0 * grad) + (1 - b1) * grad
         state["v"] = b2 * state.get("v", 0 * grad) + (1 - b2) * grad * grad
@@ -116,6 +129,23 @@ class Adam(Optimizer):
         if self.eps_mode == "torch":
             return self.lr * (state["m"] / c1) / ((state["v"] / c2) ** 0.5 + self.eps)
         return self.lr * c2 ** 0.5 / c1 * state["m"] / (state["v"] ** 0.5 + self.eps)
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter 2019): Adam with *decoupled* weight decay, as ``torch.optim.AdamW``.
+
+    ``p <- p - lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)``: the decay shrinks every weight by the
+    same factor ``1 - lr*wd`` per step, whatever its gradient's scale, and never enters m or v.
+    (With ``Adam(weight_decay=wd)`` the decay passes through the moments and is divided by
+    ``sqrt(v_hat)``, so weights with large gradients are hardly decayed at all.) Default ``wd`` 0.01.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
+        super().__init__(params, lr, betas, eps, "torch", weight_decay)
+
+    def update(self, grad, state, data):
+        return self.lr * self.weight_decay * data + self._adam(grad, state)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": SGD, "adam": Adam}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lib.autograd import Value
-from lib.optim import SGD, Adam, Param, optimize_path
+from lib.optim import SGD, Adam, AdamW, Param, optimize_path
 
 A = np.random.default_rng(0).normal(size=(6, 3))
 B = np.random.default_rng(1).normal(size=6)
@@ -37,6 +37,9 @@ def run_torch(make, w0, steps=100):
     (lambda p: SGD(p, lr=0.05, weight_decay=0.1), lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.1)),
     (lambda p: Adam(p, lr=0.05), lambda p: torch.optim.Adam(p, lr=0.05)),
     (lambda p: Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-3), lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-3)),
+    (lambda p: Adam(p, lr=0.05, weight_decay=0.3), lambda p: torch.optim.Adam(p, lr=0.05, weight_decay=0.3)),
+    (lambda p: AdamW(p, lr=0.05, weight_decay=0.3), lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.3)),
+    (lambda p: AdamW(p, lr=0.01, betas=(0.8, 0.99), eps=1e-3), lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.8, 0.99), eps=1e-3)),
 ])
 def test_matches_torch_optim_over_100_steps(ours, theirs):
     w0 = np.array([0.5, -1.0, 2.0])
@@ -50,6 +53,29 @@ def test_eps_modes_differ_and_keras_mode_equals_rescaled_eps():
     assert np.abs(torch_mode - keras_mode).max() > 1e-4
     rescaled = run_ours(lambda p: Adam(p, lr=0.05, eps=1e-2 / np.sqrt(1 - 0.999)), w0, steps=1)
     np.testing.assert_allclose(keras_mode, rescaled, atol=1e-14)
+
+
+def test_adamw_decay_is_decoupled_from_the_gradient_scale():
+    # a weight whose gradient is huge: Adam's L2 term is divided by sqrt(v_hat) and nearly vanishes,
+    # AdamW's decay shrinks it by lr * wd * p whatever the gradient
+    w0 = np.array([1.0])
+
+    def final(make, scale):
+        p = Param(w0)
+        opt = make([p])
+        for _ in range(20):
+            p.grad = np.array([scale * (-1) ** opt.t])  # an oscillating gradient: no net drift
+            opt.step()
+        return p.data[0]
+
+    drift = final(lambda p: Adam(p, lr=0.01), 1e3)
+    decoupled = final(lambda p: AdamW(p, lr=0.01, weight_decay=0.5), 1e3) - drift
+    coupled = final(lambda p: Adam(p, lr=0.01, weight_decay=0.5), 1e3) - drift
+    # about -0.095: 20 steps of lr * wd * p (p itself oscillates by a few per cent around 1)
+    np.testing.assert_allclose(decoupled, (1 - 0.005) ** 20 - 1, rtol=0.03)
+    assert abs(coupled) < 1e-3 * abs(decoupled)
+    np.testing.assert_array_equal(run_ours(lambda p: AdamW(p, lr=0.05, weight_decay=0.0), w0 * [1, 1, 1]),
+                                  run_ours(lambda p: Adam(p, lr=0.05), w0 * [1, 1, 1]))
 
 
 def test_works_on_values_and_tensors():
@@ -101,6 +127,8 @@ def test_numbers_are_checked_and_numpy_scalars_accepted():
             SGD([Param(0.0)], lr=bad)
     with pytest.raises(ValueError, match="weight_decay must be a non-negative number"):
         SGD([Param(0.0)], weight_decay=float("nan"))  # used to turn every weight into NaN
+    with pytest.raises(ValueError, match="weight_decay must be a non-negative number"):
+        AdamW([Param(0.0)], weight_decay=-0.1)
     with pytest.raises(ValueError, match="betas must be two numbers"):
         Adam([Param(0.0)], betas=0.9)
     with pytest.raises(ValueError, match=r"grad_fn must return the shape of the parameters \(2,\); got \(2, 2\)"):
