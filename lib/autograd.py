@@ -42,25 +42,26 @@ class Value:
         return f"Value({name}{self.data:.4g}, grad={self.grad:.4g})"
 
     # -- arithmetic: each op computes its output and remembers its local derivatives
-    def __add__(self, other) -> "Value":
-        other = _lift(other)
-        out = Value(self.data + other.data, (self, other), "+")
+    def _binary(self, other: "Value", value: float, d_self: float, d_other: float, op: str) -> "Value":
+        out = Value(value, (self, other), op)
 
-        def _backward() -> None:
-            self.grad += out.grad
-            other.grad += out.grad
+        def _backward() -> None:  # += : a node used twice (a + a) gets both contributions
+            self.grad += d_self * out.grad
+            other.grad += d_other * out.grad
         out._backward = _backward
         return out
+
+    def __add__(self, other) -> "Value":
+        other = _lift(other)
+        return self._binary(other, self.data + other.data, 1.0, 1.0, "+")
+
+    def __sub__(self, other) -> "Value":  # its own "-" node, not a + (-1)·b, so draw_graph shows a subtraction
+        other = _lift(other)
+        return self._binary(other, self.data - other.data, 1.0, -1.0, "-")
 
     def __mul__(self, other) -> "Value":
         other = _lift(other)
-        out = Value(self.data * other.data, (self, other), "*")
-
-        def _backward() -> None:
-            self.grad += other.data * out.grad
-            other.grad += self.data * out.grad
-        out._backward = _backward
-        return out
+        return self._binary(other, self.data * other.data, other.data, self.data, "*")
 
     def __pow__(self, exponent: float) -> "Value":
         if not is_number(exponent):
@@ -101,10 +102,7 @@ class Value:
         return self._unary(max(self.data, 0.0), float(self.data > 0), "relu")
 
     def __neg__(self) -> "Value":
-        return self * -1.0
-
-    def __sub__(self, other) -> "Value":
-        return self + (-_lift(other))
+        return self._unary(-self.data, -1.0, "neg")
 
     def __truediv__(self, other) -> "Value":
         return self * _lift(other) ** -1
@@ -383,10 +381,11 @@ def draw_graph(root: Value, ax=None, title: str = "Computational graph"):
         x, y = pos[id(node)]
         for p in node._parents:
             px, py = pos[id(p)]
-            ax.annotate("", (x - 0.28, y), (px + 0.28, py), arrowprops={"arrowstyle": "->", "color": "0.5"})
+            ax.annotate("", (x - 0.28, y), (px + 0.28, py), arrowprops={"arrowstyle": "->", "color": "0.5"},
+                        zorder=1)  # under the boxes, which are drawn at zorder 3
         name = node.label or node.op or "constant"
         ax.text(x, y, f"{name}\n{node.data:.3g} | grad {node.grad:.3g}", ha="center", va="center", fontsize=8,
-                bbox={"boxstyle": "round", "fc": "lightyellow" if node._parents else "lightblue", "ec": "0.4"})
+                bbox={"boxstyle": "round", "fc": "lightyellow" if node._parents else "lightblue", "ec": "0.4"}, zorder=3)
     half = (tallest - 1) / 2
     ax.set(xlim=(-0.6, len(columns) - 0.4), ylim=(-half - 0.6, half + 0.6), title=title,
            xlabel="depth in the graph (inputs on the left)")

@@ -72,6 +72,31 @@ def test_mlp_parameter_count_and_determinism():
     assert [p.data for p in m1.parameters()] == [p.data for p in m2.parameters()]
 
 
+def test_subtraction_and_negation_are_single_nodes_with_the_right_gradients():
+    a, b = Value(5.0, label="a"), Value(2.0, label="b")
+    d = a - b
+    assert (d.op, d._parents, d.data) == ("-", (a, b), 3.0)  # no hidden (-1)·b node to draw
+    n = -a
+    assert (n.op, n._parents, n.data) == ("neg", (a,), -5.0)
+    (d * d + n).backward()  # 2·3·(1, -1) + (-1, 0)
+    assert (a.grad, b.grad) == (5.0, -6.0)
+    r = 1.0 - a  # __rsub__: a constant on the left
+    r.backward()
+    assert (r.data, r.op, a.grad) == (-4.0, "-", 4.0)
+
+
+def test_reused_node_a_plus_a_gets_both_contributions():
+    a = Value(3.0)
+    (a + a).backward()
+    assert a.grad == 2.0  # an engine that assigned (=) instead of adding (+=) would give 1
+    b = Value(3.0)
+    (b - b).backward()
+    assert b.grad == 0.0  # +1 and -1: an assigning engine would give -1
+    c = Value(3.0)
+    (c * c).backward()
+    assert c.grad == 6.0
+
+
 def test_draw_graph_runs():
     import matplotlib
     matplotlib.use("Agg")

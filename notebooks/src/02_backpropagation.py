@@ -8,7 +8,9 @@
 #
 # **Learning objectives**
 # - draw a computation as a graph and apply the chain rule along it;
-# - build a scalar autograd engine with `backward()` in reverse topological order;
+# - build a scalar autograd engine with `backward()` in reverse topological order, and see why
+#   gradients must be added (`+=`) where paths merge;
+# - explain why backpropagation runs backwards: reverse mode vs forward mode;
 # - verify gradients with finite differences, and against PyTorch and TensorFlow;
 # - write the backward pass of a one-hidden-layer network in matrix form;
 # - build a network as `Neuron` → `Layer` → `MLP`, and match a `Layer` to PyTorch's `nn.Linear`;
@@ -26,7 +28,7 @@ import torch
 
 from lib import data, results
 from lib.autograd import MLP, VALUE_OPS, Layer, Neuron, Value, draw_graph, random_expression, value_and_grad
-from lib.device import setup_notebook
+from lib.device import seeded, setup_notebook
 
 device = setup_notebook(seed=0)
 
@@ -112,7 +114,7 @@ assert abs(a.grad - (1 - f.data ** 2) * b.data) < 1e-12   # the chain rule by ha
 # The course library's `lib.autograd.Value` is the same engine with more operations (`-`, `/`, `**`,
 # `exp`, `log`, `sigmoid`, `relu`) and an iterative topological sort, so that very deep graphs do not hit
 # Python's recursion limit. It must give the same numbers as our `Scalar`, and it can draw the graph:
-# each box shows the node's value and its gradient.
+# each box shows the node's operation (or name), its value and its gradient.
 
 # %%
 A, B, C = Value(2.0, label="a"), Value(-1.5, label="b"), Value(0.5, label="c")
@@ -130,7 +132,160 @@ assert same
 print(f"Scalar == lib.autograd.Value (exactly): {same}")
 
 # %% [markdown]
-# ## 3. Gradient checking with finite differences
+# ### Where paths merge, gradients add: the `a + a` bug
+#
+# Every backward step above *adds* to its parents' gradients (`+=`). Writing `=` instead is a classic
+# bug, and it goes unnoticed on graphs like $\tanh(ab + c)$, where each value is used once. It shows as
+# soon as a node feeds two later steps: in $f = a + a$ both paths from $f$ to $a$ carry a 1, so
+# $\partial f/\partial a = 2$, but an assigning engine writes the second 1 over the first. `ScalarAssigning`
+# below is `Scalar` with that bug; we compare both with `lib.autograd.Value` and with finite differences.
+
+# %%
+class ScalarAssigning(Scalar):
+    """`Scalar` with the bug: its backward steps assign (=) the parents' gradients instead of adding (+=)."""
+
+    def __add__(self, other):
+        out = ScalarAssigning(self.data + other.data, (self, other))
+
+        def step():
+            self.grad = out.grad           # overwrites what another path put there
+            other.grad = out.grad
+        out.backward_step = step
+        return out
+
+    def __mul__(self, other):
+        out = ScalarAssigning(self.data * other.data, (self, other))
+
+        def step():
+            self.grad = other.data * out.grad
+            other.grad = self.data * out.grad
+        out.backward_step = step
+        return out
+
+
+def grad_of_a(kind, fn, a=3.0, b=-1.5):
+    """∂fn/∂a at (a, b), by the engine `kind` (a class of nodes)."""
+    node_a, node_b = kind(a), kind(b)
+    fn(node_a, node_b).backward()
+    return node_a.grad
+
+
+for name, fn in {"a + a": lambda a, b: a + a, "a · a": lambda a, b: a * a, "a · b + a": lambda a, b: a * b + a}.items():
+    exact = (fn(3.0 + 1e-6, -1.5) - fn(3.0 - 1e-6, -1.5)) / 2e-6      # central difference, numbers only
+    right, library, wrong = (grad_of_a(kind, fn) for kind in (Scalar, Value, ScalarAssigning))
+    assert abs(right - exact) < 1e-6 and right == library and abs(wrong - exact) > 0.5
+    print(f"f = {name:<9} at a = 3, b = -1.5:  ∂f/∂a = {exact:5.2f} (finite differences);  "
+          f"Scalar (+=) {right:5.2f}, lib.autograd.Value {library:5.2f}, ScalarAssigning (=) {wrong:5.2f}")
+
+# %% [markdown]
+# The assigning engine keeps only the last path it visits: 1 instead of 2 for $a + a$, 3 instead of
+# $2a = 6$ for $a \cdot a$, and $b = -1.5$ instead of $b + 1 = -0.5$ for $ab + a$. Networks reuse values
+# everywhere — an input feeds every neuron of the first layer, a hidden unit every neuron of the next —
+# so such an engine trains on wrong gradients without any error message. Finite differences (section 4)
+# catch it.
+#
+# ## 3. Why backwards? Reverse mode and forward mode
+#
+# The chain rule can also be applied *forwards*. **Forward mode** carries, next to each value $v$, its
+# derivative $\dot v$ with respect to *one* chosen input (a pair called a *dual number*), and every
+# operation updates both: $(a, \dot a) \cdot (b, \dot b) = (ab,\ \dot a\, b + a\, \dot b)$,
+# $\tanh(a, \dot a) = (\tanh a,\ (1 - \tanh^2 a)\,\dot a)$. Starting with $\dot x_i = 1$ for one input
+# and 0 for the others, one forward pass yields $\partial f/\partial x_i$ — for that one input.
+#
+# **Reverse mode** (backpropagation) runs one forward pass, then one backward pass, and yields
+# $\partial f/\partial x_i$ for *every* input at once. A loss is one number computed from many parameters
+# (a million in a small network): forward mode would need a million passes, reverse mode needs two. Its
+# price is memory — every intermediate value is kept until the backward pass has used it. Forward mode
+# wins in the opposite case, few inputs and many outputs, and frameworks offer it too
+# (`torch.func.jvp`). `Dual` below is forward mode from scratch; we count the operations each mode
+# performs on the loss of a neuron with $n$ weights.
+
+# %%
+class Dual:
+    """Forward mode: a value and its derivative (tangent) with respect to one chosen input."""
+
+    operations = 0   # how many Duals were computed, to compare the cost of the two modes
+
+    def __init__(self, value, tangent=0.0):
+        self.value, self.tangent = value, tangent
+        Dual.operations += 1
+
+    def __add__(self, other):
+        other = other if isinstance(other, Dual) else Dual(other)
+        return Dual(self.value + other.value, self.tangent + other.tangent)
+
+    def __sub__(self, other):
+        other = other if isinstance(other, Dual) else Dual(other)
+        return Dual(self.value - other.value, self.tangent - other.tangent)
+
+    def __mul__(self, other):
+        other = other if isinstance(other, Dual) else Dual(other)
+        return Dual(self.value * other.value, self.tangent * other.value + self.value * other.tangent)
+
+    def __truediv__(self, other):
+        other = other if isinstance(other, Dual) else Dual(other)
+        return Dual(self.value / other.value,
+                    (self.tangent * other.value - self.value * other.tangent) / other.value ** 2)
+
+    __radd__, __rmul__ = __add__, __mul__
+
+
+def dual_function(fn, derivative):
+    return lambda d: Dual(fn(d.value), derivative(d.value) * d.tangent)
+
+
+sigmoid = lambda v: 1 / (1 + math.exp(-v))
+DUAL_OPS = {"tanh": dual_function(math.tanh, lambda v: 1 - math.tanh(v) ** 2),
+            "exp": dual_function(math.exp, math.exp),
+            "sigmoid": dual_function(sigmoid, lambda v: sigmoid(v) * (1 - sigmoid(v))),
+            "relu": dual_function(lambda v: max(v, 0.0), lambda v: float(v > 0))}
+
+
+def forward_mode_gradient(fn, xs, ops):
+    """The gradient of fn at xs by forward mode: one pass per input, each seeding that input's tangent."""
+    return [fn([Dual(x, float(j == i)) for j, x in enumerate(xs)], ops).tangent for i in range(len(xs))]
+
+
+# the same random formula (section 5 explains random_expression), differentiated both ways
+formula = random_expression(n_inputs=4, n_ops=15, seed=1)
+point = [0.3, -1.2, 0.8, 0.5]
+forward = forward_mode_gradient(formula, point, DUAL_OPS)
+reverse = value_and_grad(lambda v: formula(v, VALUE_OPS), point)[1]
+close = np.allclose(forward, reverse, rtol=0, atol=1e-12)
+assert close
+print(f"forward mode (4 passes) == reverse mode (1 forward + 1 backward pass) (to 1e-12): {close}")
+
+
+def neuron_loss(w, x, ops):
+    """(tanh(w · x) - 1)²: the loss of one neuron with target 1, as a function of its n weights w."""
+    z = sum((wi * xi for wi, xi in zip(w[1:], x[1:])), w[0] * x[0])
+    error = ops["tanh"](z) - 1.0
+    return error * error
+
+
+for n in (10, 100):
+    x_n = [math.sin(i) for i in range(n)]
+    loss_of_weights = lambda w, ops: neuron_loss(w, x_n, ops)
+    start_weights = [0.1 * math.cos(i) for i in range(n)]
+    Dual.operations = 0
+    forward = forward_mode_gradient(loss_of_weights, start_weights, DUAL_OPS)
+    forward_operations = Dual.operations
+    weights_n = [Value(v) for v in start_weights]
+    loss_n = loss_of_weights(weights_n, VALUE_OPS)
+    loss_n.backward()
+    assert np.allclose(forward, [v.grad for v in weights_n], rtol=0, atol=1e-12)
+    print(f"n = {n:>3} weights, the same gradient: forward mode {n} passes, {forward_operations:>6,} operations; "
+          f"reverse mode 1 forward + 1 backward pass over {len(loss_n.topological_order()):,} nodes")
+
+# %% [markdown]
+# Forward mode repeats the whole function once per input: $n$ passes of about $4n$ operations each
+# (a product and a sum per weight, on values and tangents), so its cost grows like $n^2$. Reverse mode
+# builds the graph once and visits each node once more backwards, so its cost grows like $n$. For a
+# network with a million weights, forward mode would cost about a million evaluations of the network,
+# reverse mode about two or three — that is why training uses reverse mode.
+
+# %% [markdown]
+# ## 4. Gradient checking with finite differences
 #
 # A derivative is a limit of difference quotients. The **central difference**
 # $\frac{f(x+h) - f(x-h)}{2h}$ differs from the derivative by two errors: truncation, of order $h^2$
@@ -163,7 +318,7 @@ print("largest difference below 1e-6:", worst < 1e-6)
 assert worst < 1e-6
 
 # %% [markdown]
-# ## 4. Three engines, one answer
+# ## 5. Three engines, one answer
 #
 # `random_expression` builds a random formula of 4 inputs from `+`, `−`, `×`, a safe division
 # $a/(1 + b^2)$ (never by zero), `tanh`, `exp`, `sigmoid`, `relu` and squares. We evaluate the *same* formula with our `Value`s, with PyTorch tensors
@@ -205,7 +360,7 @@ print(f"lib.autograd.Value == torch.autograd (to 1e-6 relative): {close_torch}")
 print(f"lib.autograd.Value == tf.GradientTape (to 1e-6 relative): {close_tf}")
 
 # %% [markdown]
-# ## 5. Backpropagation in matrix form
+# ## 6. Backpropagation in matrix form
 #
 # A scalar engine makes one node per number: clear, but far too slow for real networks. Frameworks work
 # with whole matrices. Take a batch of $n$ inputs with $d$ features each, $X \in \mathbb R^{n\times d}$,
@@ -259,7 +414,7 @@ assert close
 print(f"backward_scratch == torch.autograd (to 1e-10): {close}")
 
 # %% [markdown]
-# ## 6. Neuron → Layer → MLP
+# ## 7. Neuron → Layer → MLP
 #
 # A network of `Value`s is built from three pieces. Each is a **module** with `parameters()` (the list
 # of its trainable `Value`s) and `zero_grad()`, like `torch.nn.Module`:
@@ -401,7 +556,7 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# ## 7. Training a neural network with our own engine
+# ## 8. Training a neural network with our own engine
 #
 # With gradients for every parameter we can train. `lib.autograd.MLP(2, [8, 8, 1])` is a network of
 # `Value`s: two inputs, two hidden layers of 8 tanh units, one output score $s$; a point is class 1 when
@@ -447,7 +602,7 @@ print(f"{len(model.parameters())} parameters, 150 steps in {time.perf_counter() 
 
 # %% [markdown]
 # Evaluating the engine point by point is slow, so for the picture we copy its weights into matrices and
-# run the same network with NumPy — section 5's matrix form — after checking that both give the same
+# run the same network with NumPy — section 6's matrix form — after checking that both give the same
 # scores. As in `nn.Linear`, row $i$ of a layer's weight matrix holds neuron $i$'s weights.
 
 # %%
@@ -474,7 +629,12 @@ test_acc = np.mean((engine_scores > 0) == y_test)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+from sklearn.linear_model import LogisticRegression
+
+linear_baseline = LogisticRegression().fit(X_moons, y_moons)   # the simplest baseline: a straight boundary
 print(f"engine-trained MLP on moons: training accuracy {100 * train_acc:.1f}%, held-out accuracy {100 * test_acc:.1f}%")
+print(f"baselines on the held-out points: logistic regression {100 * linear_baseline.score(X_test, y_test):.1f}%, "
+      f"majority class {100 * max(y_test.mean(), 1 - y_test.mean()):.1f}%")
 
 # %%
 # Accuracies of a trained model are *measured* numbers (chapter 00 explains the check): each must lie
@@ -495,7 +655,7 @@ decision_boundary(predict, X_test, y_test, ax=axes[1], title=f"Held-out moons: {
 plt.show()
 
 # %% [markdown]
-# ## 8. A teaser: how gradients flow through deep networks
+# ## 9. A teaser: how gradients flow through deep networks
 #
 # In the backward pass each layer multiplies the gradient by its activation's derivative (and by its
 # weights). The sigmoid's derivative is at most $\sigma'(0) = 1/4$, so through many sigmoid layers the
@@ -510,12 +670,13 @@ plt.show()
 
 # %%
 def layer_gradient_norms(activation, depth=12, width=64, seed=0):
-    torch.manual_seed(seed)
-    layers = []
-    for _ in range(depth):
-        layers += [torch.nn.Linear(width, width), activation()]
-    net = torch.nn.Sequential(*layers, torch.nn.Linear(width, 1))
-    x, target = torch.randn(256, width), torch.randn(256, 1)
+    """‖∂L/∂W‖ of each of `depth` hidden layers at initialisation (layer 1 nearest the input)."""
+    with seeded(seed):   # the weights and data depend on `seed` alone
+        layers = []
+        for _ in range(depth):
+            layers += [torch.nn.Linear(width, width), activation()]
+        net = torch.nn.Sequential(*layers, torch.nn.Linear(width, 1))
+        x, target = torch.randn(256, width), torch.randn(256, 1)
     torch.nn.functional.mse_loss(net(x), target).backward()
     return [net[2 * i].weight.grad.norm().item() for i in range(depth)]
 
@@ -538,10 +699,11 @@ assert ratio["sigmoid"] > 100 * ratio["ReLU"]
 #
 # A network with two inputs $x_1, x_2$, two tanh hidden units $h_j = \tanh(z_j)$ with
 # $z_j = w_{1j}x_1 + w_{2j}x_2$, and a linear output $\hat y = v_1 h_1 + v_2 h_2$, whose output is compared
-# with a target $t$ by $L = (\hat y - t)^2$. Nothing is trained: move the sliders and watch each node's
-# value (forward) and gradient (backward) change. Things to try: make a hidden unit saturate
-# ($|z_j| > 3$) and see the gradients of its incoming weights vanish; set an input to 0 and see which
-# weight gradients become 0.
+# with a target $t$ by $L = (\hat y - t)^2$ (the subtraction $\hat y - t$ is one "−" node, whose
+# backward step sends $+1$ times its gradient to $\hat y$ and $-1$ times it to $t$). Nothing is trained:
+# move the sliders and watch each node's value (forward) and gradient (backward) change. Things to
+# try: make a hidden unit saturate ($|z_j| > 3$) and see the gradients of its incoming weights vanish;
+# set an input to 0 and see which weight gradients become 0.
 
 # %%
 import ipywidgets as widgets
@@ -589,9 +751,11 @@ print(network_widget.result)
 # ## Summary
 #
 # - A computation is a graph of simple operations; the chain rule multiplies local derivatives along it.
-# - Reverse mode (backpropagation) visits the graph once, in reverse topological order, and accumulates
-#   gradients where paths merge; our engine, `torch.autograd` and `tf.GradientTape` agree to $10^{-6}$
-#   on random expressions.
+# - Reverse mode (backpropagation) visits the graph once, in reverse topological order, and adds
+#   gradients where paths merge — an engine that assigns instead gets $\partial(a + a)/\partial a = 1$;
+#   our engine, `torch.autograd` and `tf.GradientTape` agree to $10^{-6}$ on random expressions.
+# - Reverse mode gives the gradient with respect to every input in one backward pass; forward mode
+#   (dual numbers) needs one pass per input, which is why training uses reverse mode.
 # - Finite differences check any backward pass independently.
 # - A network is `Neuron` → `Layer` → `MLP`; a `Layer` is `nn.Linear` (row $i$ of the weight = neuron
 #   $i$) plus its activation, and agrees with it to $10^{-12}$.
@@ -675,3 +839,48 @@ def quotient_grads(a: float, b: float) -> tuple[float, float]:
 # %%
 check.check_function("quotient_grads", quotient_grads,
                      [((a, b), (1 / b, -a / b ** 2)) for a, b in [(1.0, 2.0), (-3.0, 0.5), (2.5, -4.0)]])
+
+
+# %% [markdown]
+# **Exercise 4 — predict, then measure: tanh in the deep network.** Section 9 measured how much the
+# gradient shrinks from the last hidden layer to the first in a 12-layer network at initialisation:
+# by about $10^{10}$ with sigmoids, $10^{3}$ with ReLUs. *Before running anything*, predict: with tanh
+# (which, like the sigmoid, saturates, but has derivative 1 at 0 instead of 1/4), will the shrinking be
+# closer (on a log scale) to the sigmoid's or to the ReLU's? Set `prediction` to `"sigmoid"` or
+# `"ReLU"`; the check cell measures it with `layer_gradient_norms`.
+
+# %%
+### BEGIN SOLUTION
+prediction = "ReLU"
+### END SOLUTION
+
+# %%
+tanh_norms = layer_gradient_norms(torch.nn.Tanh)
+orders = {name: math.log10(v[-1] / v[0]) for name, v in [*norms.items(), ("tanh", tanh_norms)]}
+print("last layer / first layer gradient norm: " + ", ".join(f"{name} ≈ 10^{order:.1f}" for name, order in orders.items()))
+closer = min(("sigmoid", "ReLU"), key=lambda name: abs(orders[name] - orders["tanh"]))
+check.check_equal("your prediction: tanh's shrinking is closer to", check.answer_of("prediction", lambda: prediction), closer)
+
+# %% [markdown]
+# ## Further reading
+#
+# - Rumelhart, Hinton & Williams, [Learning representations by back-propagating errors](https://www.nature.com/articles/323533a0)
+#   (Nature, 1986) — the paper that made backpropagation the way to train multilayer networks.
+# - Baydin, Pearlmutter, Radul & Siskind, [Automatic differentiation in machine learning: a survey](https://arxiv.org/abs/1502.05767)
+#   (JMLR, 2018) — forward and reverse mode, dual numbers, and how frameworks implement them (section 3).
+# - Olah, [Calculus on Computational Graphs: Backpropagation](https://colah.github.io/posts/2015-08-Backprop/) (2015) —
+#   a short, visual explanation of why reverse mode is faster, with the sum over paths of section 1.
+# - Glorot & Bengio, [Understanding the difficulty of training deep feedforward neural networks](https://proceedings.mlr.press/v9/glorot10a.html)
+#   (AISTATS 2010) and He et al., [Delving Deep into Rectifiers](https://arxiv.org/abs/1502.01852) (ICCV 2015) —
+#   the gradient-flow measurements behind section 9 and the initialisations that fix them (chapter 03).
+# - Karpathy, Neural Networks: Zero to Hero, [lecture 1 (building micrograd)](https://karpathy.ai/zero-to-hero.html) —
+#   the scalar engine of section 2 built live, including the `+=` bug; lecture 5 ("becoming a backprop
+#   ninja") writes the matrix-form backward pass of section 6 for a real network.
+# - Dive into Deep Learning, [§2.5 Automatic differentiation](https://d2l.ai/chapter_preliminaries/autograd.html) and
+#   [§5.3 Forward propagation, backward propagation, and computational graphs](https://d2l.ai/chapter_multilayer-perceptrons/backprop.html).
+# - Goodfellow, Bengio & Courville, [Deep Learning](https://www.deeplearningbook.org/), §6.5 — back-propagation
+#   and other differentiation algorithms, with the general algorithm on graphs of tensors.
+# - Prince, [Understanding Deep Learning](https://udlbook.github.io/udlbook/), chapter 7 (gradients and
+#   initialisation) — backpropagation in matrix form and why initialisation scales matter.
+# - The fast.ai book, chapter 17 (a neural net from the foundations) — forward and backward passes of an MLP
+#   written by hand, then refactored into PyTorch modules.
