@@ -1,8 +1,13 @@
 # %% [markdown]
 # # 00 · Welcome: from gradient descent to large models
 #
-# This course builds the ideas behind today's large models one at a time, on a laptop CPU, in about a
-# minute per notebook. Every idea is built three times:
+# Large language models, image generators and speech recognisers are built from a small number of ideas:
+# a loss and its gradient, the chain rule run backwards, layers that share weights or look at each other,
+# pretraining on unlabeled data, compressing a big model into a small one. This course builds those
+# ideas one at a time, on a laptop CPU, in about a minute per notebook — small enough to run, read and
+# change everything yourself, real enough that each experiment shows the actual phenomenon (gradient
+# descent diverging, an LSTM keeping a memory, attention learning to reverse a sequence, a student
+# network learning from a teacher). Every idea is built three times:
 #
 # 1. **from scratch** — NumPy or plain tensor operations, so nothing is magic;
 # 2. **with the framework** — PyTorch first, Keras/TensorFlow second;
@@ -11,6 +16,8 @@
 #
 # **In this notebook you will**
 # - learn how to run the notebooks and where the course library `lib/` lives;
+# - check what you need to know before starting (Python, NumPy, a little calculus, linear algebra and
+#   probability), with pointers to catch up;
 # - check your environment (Python, PyTorch, TensorFlow, the device your code will run on);
 # - meet every dataset of the course, with a picture of each;
 # - see the course map and how the notebooks are tested;
@@ -37,6 +44,33 @@
 # The first code cell of every notebook imports what it needs, seeds every random generator (so a run
 # repeats itself exactly on the same machine; on another CPU a trained model's numbers may differ in
 # their last digits, see "How the notebooks are tested") and prints the device.
+#
+# **How to study a chapter.** Read it once top to bottom with its outputs (they are stored in the
+# notebook), then run it yourself and change one thing at a time: a learning rate, a width, a seed.
+# Predict what will happen before you run a cell — at least one exercise per chapter asks exactly
+# that. Each chapter follows the same order: intuition → from scratch → the framework version,
+# checked against it → experiments → a widget to play with → the same in Keras (where the chapter has
+# it) → summary → exercises → further reading.
+#
+# ## What you need to know first
+#
+# - **Python**: functions, classes, lists and dictionaries, list comprehensions. *Catch up:* the official
+#   [Python tutorial](https://docs.python.org/3/tutorial/), sections 3–9.
+# - **NumPy**: arrays and their shapes, indexing, broadcasting, the matrix product `A @ B`.
+#   *Catch up:* [NumPy: the absolute basics for beginners](https://numpy.org/doc/stable/user/absolute_beginners.html).
+#   PyTorch is taught as we go: its tensors behave like NumPy arrays.
+# - **Calculus**: derivatives, partial derivatives and the gradient, the chain rule (chapters 01–02 use
+#   them on every page; 02 derives backpropagation from the chain rule).
+# - **Linear algebra**: vectors, matrices, the matrix product and transpose; eigenvalues appear once, in
+#   chapter 01, to explain when gradient descent diverges.
+# - **Probability**: mean and variance, the Gaussian and Bernoulli distributions, likelihood and
+#   logarithms (chapter 01 derives the losses from them; chapter 08's VAE uses the KL divergence, which it
+#   introduces).
+#
+# *Catch up on the mathematics:* Deisenroth, Faisal & Ong, [Mathematics for Machine Learning](https://mml-book.github.io/)
+# (chapters 2, 5 and 6), or part I of Goodfellow, Bengio & Courville's [Deep Learning](https://www.deeplearningbook.org/)
+# (chapters 2–4), or chapter 2 of [Dive into Deep Learning](https://d2l.ai/chapter_preliminaries/index.html).
+# No prior machine learning is assumed.
 
 # %%
 import json
@@ -101,9 +135,29 @@ X_train, y_train = data.digits("train", images=True)
 sizes = {split: len(data.digits(split)[1]) for split in data.SPLITS}
 print("digits split sizes:", sizes)
 print("image tensor shape:", X_train.shape, "pixel range:", X_train.min(), "to", X_train.max())
-from lib.plot import image_grid
 
-image_grid(X_train[:20], labels=y_train[:20], title="Handwritten digits (8×8), with their labels")
+
+def show_digits(images: np.ndarray, labels, ncols: int = 10, title: str = ""):
+    """Draw digit images (n, 1, 8, 8) as one mosaic picture, each with its label just above it.
+
+    (One picture draws much faster than one subplot per image, which matters in a notebook that must
+    run in seconds.)
+    """
+    n, (h, w) = len(images), images.shape[-2:]
+    rows = -(-n // ncols)                                    # ceiling division
+    tiles = np.zeros((rows * ncols, h + 4, w + 2))           # a white margin: 4 rows above, 1 column each side
+    tiles[:n, 4:, 1:-1] = images.reshape(n, h, w)
+    mosaic = tiles.reshape(rows, ncols, h + 4, w + 2).transpose(0, 2, 1, 3).reshape(rows * (h + 4), ncols * (w + 2))
+    fig, ax = plt.subplots(figsize=(0.9 * ncols, 1.1 * rows + 0.3))
+    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1)
+    for i, label in enumerate(labels):
+        ax.text((w + 2) * (i % ncols) + w / 2 + 0.5, (h + 4) * (i // ncols) + 1.6, str(label),
+                ha="center", va="center", fontsize=8)
+    ax.set_title(title)
+    ax.axis("off")
+
+
+show_digits(X_train[:20], y_train[:20], title="Handwritten digits (8×8), with their labels")
 plt.show()
 
 # %% [markdown]
@@ -117,16 +171,17 @@ plt.show()
 # %%
 X1, y1 = data.mnist1d("train")
 print("MNIST-1D train:", X1.shape, " test:", data.mnist1d("test")[0].shape)
-fig, axes = plt.subplots(1, 5, figsize=(12, 2.2), sharey=True)
+fig, axes = plt.subplots(1, 5, figsize=(12, 2.6), sharey=True)
 for digit, ax in enumerate(axes):
     ax.plot(X1[np.flatnonzero(y1 == digit)[:3]].T, lw=1)
     ax.set(title=f"class {digit}", xlabel="position")
 axes[0].set_ylabel("value")
-fig.suptitle("MNIST-1D: three examples of each of the first five classes", y=1.05)
+fig.suptitle("MNIST-1D: three examples of each of the first five classes")
+fig.subplots_adjust(top=0.78, bottom=0.2, wspace=0.08)   # room for the overall title above the panels' titles
 plt.show()
 
 # %% [markdown]
-# ### Names (chapters 05, 06, 07, 10)
+# ### Names (chapters 05, 06, 07)
 # The US census lists shipped in the `names` package: 4,275 female and 1,219 male first names and 88,799
 # surnames, with how common each is. Character-level language models learn to spell names; chapter 07
 # uses the lists as labels. `text.names_split(kind, split)` gives a fixed 80/10/10 split in which a name
@@ -144,7 +199,8 @@ for source in text.SOURCES:
     print(f"{source:>6}: {sum(r.source == source for r in records):>6,} names, most common: {', '.join(top)}")
 vocab = text.CharVocab()
 print(vocab, "→ 'emma' is", vocab.encode("emma"))
-lengths = [len(n) for n in text.names_split("all", "train")]
+train_names = text.names_split("all", "train")
+lengths = [len(n) for n in train_names]
 plt.hist(lengths, bins=np.arange(1.5, 14.5), rwidth=0.9)
 plt.title("Length of the training names")
 plt.xlabel("characters")
@@ -158,18 +214,20 @@ plt.show()
 # the test set has learned the rule, not memorised examples.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 2.6))
+fig, axes = plt.subplots(3, 1, figsize=(7, 4.5))
 for ax, task in zip(axes, data.SEQUENCE_TASKS):
     src, tgt = data.sequence_task(task, "train", length=5, sizes=(100, 10, 10))
     print(f"{task:>7}: {src[0].tolist()}  →  {tgt[0].tolist()}")
     pair = np.full((2, src.shape[1]), np.nan)
     pair[0], pair[1, :tgt.shape[1]] = src[0], tgt[0]
-    ax.imshow(pair, cmap="Pastel1", vmin=0, vmax=9)
+    ax.imshow(pair, cmap="Pastel1", vmin=0, vmax=9, aspect="auto")
     for (row, col), token in np.ndenumerate(pair):
         if not np.isnan(token):
             ax.text(col, row, int(token), ha="center", va="center")
-    ax.set(title=f"'{task}'", xlabel="position", yticks=[0, 1], yticklabels=["source", "target"])
+    ax.set(title=f"'{task}'", xticks=range(src.shape[1]), yticks=[0, 1], yticklabels=["source", "target"])
     ax.grid(False)
+axes[-1].set_xlabel("position")
+fig.subplots_adjust(hspace=0.7, left=0.13, top=0.93, bottom=0.12)   # room for each panel's title
 plt.show()
 
 # %% [markdown]
@@ -181,6 +239,7 @@ fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 for ax, name in zip(axes, ["china", "flower"]):
     ax.imshow(data.sample_photo(name))
     ax.set(title=f"sample_photo('{name}')", xlabel="x (pixels)", ylabel="y (pixels)")
+    ax.grid(False)
 plt.show()
 
 # %% [markdown]
@@ -217,20 +276,26 @@ plt.show()
 # %% [markdown]
 # ## The course map
 #
-# Progress in deep learning has three drivers — **data**, **algorithms** and **compute** — and the
-# chapters follow them:
+# Progress in deep learning has three drivers — **data** (more of it, and ways to learn from unlabeled
+# data), **algorithms** (architectures and training methods) and **compute** (what a model costs to
+# train and to run) — and the chapters follow them. Each chapter builds one idea from scratch, checks
+# it against PyTorch (and Keras where it has a Keras part), and measures it on real data.
 #
-# | chapter | idea | driver |
-# | --- | --- | --- |
-# | 01 Gradient descent | follow the slope of the loss; momentum, Adam | algorithms |
-# | 02 Backpropagation | the chain rule, run backwards over a graph | algorithms |
-# | 03 Multilayer perceptrons | the training craft: splits, regularisation, evaluation | data + algorithms |
-# | 04 Convolutional networks | weight sharing for images | algorithms |
-# | 05 Recurrent networks, LSTM | memory for sequences | algorithms |
-# | 06 Attention, Transformer | every position looks at every other | algorithms + compute |
-# | 07 Pretraining, fine-tuning | learn from unlabeled data first | data |
-# | 08 Autoencoders, VAEs | compress and generate | algorithms |
-# | 09 Knowledge distillation | a small model learns from a big one | compute |
+# | chapter | the idea | what you build and measure | driver |
+# | --- | --- | --- | --- |
+# | 01 Gradient descent | follow the slope of the loss | GD, momentum, Adam from scratch, equal to `torch.optim` and Keras | algorithms |
+# | 02 Backpropagation | the chain rule, run backwards over a graph | an autograd engine that trains a small network | algorithms |
+# | 03 Multilayer perceptrons | the craft of training: splits, regularisation, evaluation | an MLP in NumPy, then PyTorch, on digits | data + algorithms |
+# | 04 Convolutional networks | weight sharing for images | convolution from scratch, LeNet on digits, filters on a photograph | algorithms |
+# | 05 Recurrent networks, LSTM | memory for sequences | RNN and LSTM cells from scratch, language models of names | algorithms |
+# | 06 Attention, Transformer | every position looks at every other | attention from scratch, a Transformer that reverses sequences, a GPT on names | algorithms + compute |
+# | 07 Pretraining, fine-tuning | learn from unlabeled data first | masked-language-model pretraining, fine-tuning a real pretrained encoder | data |
+# | 08 Autoencoders, VAEs | compress and generate | an autoencoder and a VAE that draws new digits | algorithms |
+# | 09 Knowledge distillation | a small model learns from a big one | a small CNN trained on a big CNN's soft labels, 10× fewer parameters | compute |
+#
+# **Order.** 01 → 02 → 03 are the foundation for everything else. After them, 04 (images), 05 → 06 → 07
+# (sequences, attention, pretraining) and 08 (generative models) can be read in any order; 09 uses the
+# convolutional network of 04 as its teacher.
 
 # %% [markdown]
 # ## How the notebooks are tested
@@ -291,8 +356,11 @@ results.expect("example test accuracy", 98.2, 98.3, results.tolerance_for_accura
 # | stochastic gradient descent (SGD) | 随机梯度下降 | 01 |
 # | Hessian matrix | 黑塞矩阵（海森矩阵） | 01 |
 # | logistic regression | 逻辑回归 | 01 |
+# | maximum likelihood | 最大似然估计 | 01 |
+# | weight decay | 权重衰减 | 01 |
 # | cross-entropy | 交叉熵 | 01, 03 |
 # | finite differences | 有限差分 | 02 |
+# | automatic differentiation (forward / reverse mode) | 自动微分（前向模式 / 反向模式） | 02 |
 # | sigmoid / ReLU | Sigmoid 函数 / 线性整流函数（ReLU） | 02 |
 # | multilayer perceptron | 多层感知机 | 03 |
 # | overfitting | 过拟合 | 03 |
@@ -333,7 +401,7 @@ def show_sample(dataset: str, seed: int) -> str:
     if dataset == "digits":
         X, y = data.digits("train", images=True)
         idx = rng.choice(len(y), 8, replace=False)
-        image_grid(X[idx], labels=y[idx], ncols=8, title="digits")
+        show_digits(X[idx], y[idx], ncols=8, title="digits")
         return f"digits: labels {y[idx].tolist()}"
     if dataset == "MNIST-1D":
         X, y = data.mnist1d("train")
@@ -342,8 +410,7 @@ def show_sample(dataset: str, seed: int) -> str:
         ax.plot(X[idx].T + 3 * np.arange(8), lw=1)
         ax.set(title="MNIST-1D, eight signals (offset for clarity)", xlabel="position", ylabel="value + offset")
         return f"MNIST-1D: labels {y[idx].tolist()}"
-    names = text.names_split("all", "train")
-    picked = [names[i] for i in rng.choice(len(names), 8, replace=False)]
+    picked = [train_names[i] for i in rng.choice(len(train_names), 8, replace=False)]
     fig, ax = plt.subplots(figsize=(8, 1.5))
     ax.text(0.5, 0.5, "  ".join(picked), ha="center", va="center", fontsize=12)
     ax.set(title="names", xticks=[], yticks=[])
@@ -354,7 +421,7 @@ def show_sample(dataset: str, seed: int) -> str:
 # NBVAL_IGNORE_OUTPUT
 browser = InteractiveFigure(
     show_sample,
-    dataset=widgets.Dropdown(options=["digits", "MNIST-1D", "names"], description="dataset"),
+    dataset=widgets.Dropdown(options=["digits", "MNIST-1D", "names"], value="MNIST-1D", description="dataset"),
     seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
 )
 browser
@@ -367,6 +434,9 @@ print(browser.result)
 # %% [markdown]
 # ## Summary
 #
+# - The course builds the ideas behind large models from scratch, checks each one against PyTorch (and
+#   Keras), and measures it on real data; you need Python, NumPy and first-year calculus, linear algebra
+#   and probability.
 # - Each notebook runs top to bottom, offline, in about a minute; restart and run all whenever in doubt.
 # - `lib/` is the course library; notebooks build ideas from scratch and assert that `lib` agrees.
 # - The datasets: toy 2-D sets and noisy lines, 8×8 digits, MNIST-1D, census names, synthetic sequence
@@ -435,3 +505,46 @@ def decode_sum(src_row: np.ndarray, length: int) -> int:
 src, tgt = data.sequence_task("add", "test", length=4, sizes=(50, 10, 10))
 cases = [((src[i], 4), int("".join(map(str, tgt[i])))) for i in range(5)]
 check.check_function("decode_sum", decode_sum, cases)
+
+
+# %% [markdown]
+# **Exercise 4 — predict, then measure: the simplest baseline.** Every chapter prints the simplest
+# baseline next to its models, because a number like "90 % accuracy" means nothing without one. The
+# simplest classifier ignores the image and always answers the digit that is most common in the
+# *training* set. *Before running anything*, predict its accuracy on the 360 test digits, in per cent
+# (hint: look at the class counts of exercise 1). The check measures it and accepts a prediction within
+# 5 points.
+
+# %%
+### BEGIN SOLUTION
+predicted_majority_accuracy = 10.0
+### END SOLUTION
+
+# %%
+_, y_train_labels = data.digits("train")
+majority_digit = int(np.bincount(y_train_labels).argmax())
+measured_accuracy = 100 * float(np.mean(y_test == majority_digit))
+print(f"always answering {majority_digit}, the most common training digit: {measured_accuracy:.1f} % of the test digits")
+check.check_close("your predicted accuracy of the majority-class baseline (%)",
+                  check.answer_of("predicted_majority_accuracy", lambda: predicted_majority_accuracy),
+                  measured_accuracy, atol=5.0)
+
+# %% [markdown]
+# ## Further reading
+#
+# The peer courses — each is excellent, and each chapter here ends with pointers into them:
+# - Zhang, Lipton, Li & Smola, [Dive into Deep Learning](https://d2l.ai/) — a complete book with code in
+#   PyTorch and other frameworks; its chapter 2 covers the prerequisites.
+# - Howard & Gugger, [Deep Learning for Coders with fastai and PyTorch](https://course.fast.ai/) (the fast.ai
+#   book and course) — top-down: working models first, then what is inside them.
+# - Karpathy, [Neural Networks: Zero to Hero](https://karpathy.ai/zero-to-hero.html) — videos that build
+#   backpropagation and a GPT from scratch, close in spirit to chapters 02, 05 and 06.
+# - Goodfellow, Bengio & Courville, [Deep Learning](https://www.deeplearningbook.org/) (2016) — the
+#   reference textbook; part I is the mathematics this course assumes.
+# - Prince, [Understanding Deep Learning](https://udlbook.github.io/udlbook/) (2023) — a modern textbook
+#   with clear figures, free online.
+#
+# On the three drivers: Sutton, [The Bitter Lesson](http://www.incompleteideas.net/IncIdeas/BitterLesson.html)
+# (2019), a one-page argument that methods that scale with compute win; and Kaplan et al.,
+# [Scaling Laws for Neural Language Models](https://arxiv.org/abs/2001.08361) (2020), which measures how a
+# language model's loss falls with data, parameters and compute.
