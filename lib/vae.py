@@ -5,6 +5,8 @@
 - ``gaussian_kl``, ``reparameterize``, ``bernoulli_nll``, ``elbo_terms``, ``vae_loss``: the pieces
   of the ELBO. With an encoder ``q(z|x) = N(mu, diag(exp(logvar)))``, a prior ``p(z) = N(0, I)`` and a
   Bernoulli decoder, ``-ELBO(x) = E_q[-log p(x|z)] + KL(q(z|x) || p(z))``, in nats.
+- ``log_normal_diag``, ``importance_weighted_bound``: the bound ``L_k`` on ``log p(x)`` (Burda et al.,
+  2016), tighter than the ELBO and tighter as ``k`` grows.
 - ``VAE``: the MLP encoder/decoder pair; ``forward`` returns ``(logits, mu, logvar)``.
 - ``reconstruction_step`` / ``vae_step``: the steps with which ``train_autoencoder`` / ``train_vae``
   train through ``lib.train.fit``; ``vae_step`` minimises ``vae_loss`` itself.
@@ -185,6 +187,45 @@ def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1,
     return {"recon": r, "kl": k, "neg_elbo": r + k}
 
 
+def log_normal_diag(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``log N(z; mu, diag(exp(logvar)))`` summed over the last dimension (nats). ``z``, ``mu`` and
+    ``logvar`` broadcast against each other, e.g. ``z: (k, batch, latent)`` with ``mu: (batch, latent)``."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
+
+
+@torch.no_grad()
+def importance_weighted_bound(model: VAE, x: torch.Tensor, k: int = 100, *, generator: torch.Generator | None = None,
+                              eps: torch.Tensor | None = None, chunk: int = 100) -> torch.Tensor:
+    r"""The importance-weighted bound $L_k(x)$ of Burda et al. (2016), per image, in nats: ``(batch,)``.
+
+    $L_k = \log \frac1k \sum_{j=1}^k w_j$ with $w_j = p(x \mid z_j)\,p(z_j) / q(z_j \mid x)$ and
+    $z_1, \dots, z_k$ drawn from the encoder $q(z \mid x)$. It is a lower bound on $\log p(x)$ that
+    grows (on average) with ``k`` and reaches $\log p(x)$ as $k \to \infty$; $E[L_1]$ is the ELBO.
+    The noise ``eps: (k, batch, latent)`` is drawn on the CPU from ``generator`` unless given;
+    ``chunk`` samples are decoded at a time (memory only, not the result).
+    """
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a lib.vae.VAE, got {describe(model)}")
+    k, chunk = require_positive_int("k", k), require_positive_int("chunk", chunk)
+    _check_2d("x", x, model.n_in)
+    require_in_unit_interval("x", x)
+    with eval_mode(model):
+        mu, logvar = model.encode(x)
+        if eps is None:
+            eps = torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype)
+        else:
+            require_tensor("eps", eps, "k, batch, latent", (k, *mu.shape), kind="float")
+        eps = eps.to(mu.device)
+        log_w = []
+        for start in range(0, k, chunk):
+            z = mu + torch.exp(0.5 * logvar) * eps[start:start + chunk]          # (c, batch, latent)
+            logits = model.decode(z.reshape(-1, model.latent)).reshape(*z.shape[:2], -1)
+            log_px_z = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+            log_pz = log_normal_diag(z, torch.zeros_like(mu), torch.zeros_like(logvar))
+            log_w.append(log_px_z + log_pz - log_normal_diag(z, mu, logvar))
+        return torch.logsumexp(torch.cat(log_w).double(), dim=0) - math.log(k)
+
+
 def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
              beta: float = 1.0) -> torch.Tensor:
     """The training loss ``mean_batch[recon + beta * KL]`` (a scalar); ``beta = 1`` is ``-ELBO``."""
@@ -200,20 +241,28 @@ def reconstruction_step(model: nn.Module, batch) -> dict:
     return {"loss": F.mse_loss(model(x), x)}
 
 
-def vae_step(beta: float = 1.0, generator: torch.Generator | None = None):
+def vae_step(beta: float = 1.0, generator: torch.Generator | None = None, warmup_steps: int = 0):
     """The ``lib.train.fit`` step of a VAE: ``vae_loss`` (``recon + beta * KL``, the very loss checked
     against its definition in chapter 08) on a batch ``(x,)``, logging both terms (nats per image).
-    The reparameterisation noise comes from ``generator``."""
+    The reparameterisation noise comes from ``generator``. With ``warmup_steps > 0`` the KL weight
+    rises linearly from ``beta / warmup_steps`` to ``beta`` over the first ``warmup_steps`` training
+    steps (KL warm-up); it is logged as ``beta``."""
     require_number("beta", beta, low=0)
+    warmup_steps = require_int("warmup_steps", warmup_steps, low=0)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
+    done = [0]  # training steps taken so far (validation steps do not advance the warm-up)
 
     def step(model: VAE, batch) -> dict:
         x, = batch
+        if model.training:
+            done[0] += 1
+        weight = beta * min(1.0, done[0] / warmup_steps) if warmup_steps else beta
         logits, mu, logvar = model(x, generator=generator)
         with torch.no_grad():
             recon, kl = bernoulli_nll(logits, x).mean(), gaussian_kl(mu, logvar).mean()
-        return {"loss": vae_loss(logits, x, mu, logvar, beta), "recon": recon, "kl": kl}
+        logs = {"loss": vae_loss(logits, x, mu, logvar, weight), "recon": recon, "kl": kl}
+        return {**logs, "beta": torch.tensor(weight)} if warmup_steps else logs
 
     return step
 
@@ -240,15 +289,19 @@ def train_autoencoder(model: Autoencoder, X: torch.Tensor, epochs: int = 60, bat
 
 
 def train_vae(model: VAE, X: torch.Tensor, epochs: int = 100, batch_size: int = 64, lr: float = 3e-3,
-              beta: float = 1.0, seed: int = 0, progress: bool = False) -> History:
+              beta: float = 1.0, seed: int = 0, warmup_epochs: int = 0, progress: bool = False) -> History:
     """Minimise ``recon + beta * KL`` on ``X: (n, n_in)`` with ``lib.train.fit`` (Adam, constant learning
     rate) and ``vae_step``; returns the ``History``: per epoch ``train_loss``, ``train_recon`` and
-    ``train_kl`` (nats per image). ``seed`` fixes the batch order and the noise."""
+    ``train_kl`` (nats per image). ``seed`` fixes the batch order and the noise. ``warmup_epochs > 0``
+    raises the KL weight linearly from near 0 to ``beta`` over that many epochs (KL warm-up, logged
+    as ``train_beta``)."""
     _check_2d("X", X, model.n_in)
     _check_training_args(X, epochs, batch_size, lr)
     require_in_unit_interval("X", X)
+    warmup_epochs = require_int("warmup_epochs", warmup_epochs, low=0)
     noise = torch.Generator().manual_seed(seed + 1)
-    return _fit_on(model, X, vae_step(beta, noise), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+    warmup_steps = warmup_epochs * math.ceil(len(X) / batch_size)
+    return _fit_on(model, X, vae_step(beta, noise, warmup_steps), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                    progress=progress)
 
 

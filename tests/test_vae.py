@@ -219,3 +219,94 @@ def test_train_vae_minimises_vae_loss_itself(monkeypatch):
     X = torch.rand(64, 64, generator=torch.Generator().manual_seed(0)).round()
     vae.train_vae(vae.VAE(latent=2, hidden=8), X, epochs=2, batch_size=32, beta=0.5)
     assert calls == [0.5] * 4   # 2 epochs x 2 batches, each through vae_loss with the given beta
+
+
+def _tiny_vae(seed: int = 0) -> vae.VAE:
+    """A VAE with one latent number and three pixels: log p(x) is a 1-D integral, computable by quadrature."""
+    torch.manual_seed(seed)
+    model = vae.VAE(latent=1, n_in=3, hidden=4).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)   # a decoder that depends strongly on z, so the ELBO is clearly below log p(x)
+    return model
+
+
+def _log_px_by_quadrature(model: vae.VAE, x: torch.Tensor) -> torch.Tensor:
+    z = torch.linspace(-12, 12, 48_001, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        logits = model.decode(z)                                                          # (grid, 3)
+    log_px_z = -torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, None, :].expand(-1, len(x), -1), x.expand(len(z), -1, -1), reduction="none").sum(-1)
+    log_joint = log_px_z + torch.distributions.Normal(0.0, 1.0).log_prob(z)              # (grid, n)
+    dz = float(z[1] - z[0])
+    return torch.logsumexp(log_joint, dim=0) + math.log(dz)
+
+
+def test_log_normal_diag_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    z, mu, logvar = (torch.randn(4, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    expected = torch.distributions.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+    torch.testing.assert_close(vae.log_normal_diag(z, mu, logvar), expected)
+
+
+def test_importance_weighted_bound_with_one_sample_is_the_single_sample_elbo():
+    model = _tiny_vae()
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    eps = torch.randn(1, 2, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        z = mu + (0.5 * logvar).exp() * eps[0]
+        q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+        prior = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+        elbo = -vae.bernoulli_nll(model.decode(z), x) + (prior.log_prob(z) - q.log_prob(z)).sum(1)
+    torch.testing.assert_close(vae.importance_weighted_bound(model, x, 1, eps=eps), elbo)
+    # the same draws through `generator` as through `eps`, and chunking changes nothing
+    eps5 = torch.randn(5, 2, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    drawn = vae.importance_weighted_bound(model, x, 5, generator=torch.Generator().manual_seed(2), chunk=2)
+    torch.testing.assert_close(drawn, vae.importance_weighted_bound(model, x, 5, eps=eps5))
+
+
+def test_importance_weighted_bound_tightens_with_k_and_reaches_log_px():
+    model = _tiny_vae()
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    log_px = _log_px_by_quadrature(model, x)
+    # the bound's expectation over 1,000 independent draws (the images repeated): E[L_1] < E[L_10] < E[L_100] <= log p(x)
+    reps = 1000
+    means, ses = {}, {}
+    for k in (1, 10, 100):
+        bounds = vae.importance_weighted_bound(model, x.repeat(reps, 1), k, generator=torch.Generator().manual_seed(k))
+        bounds = bounds.reshape(reps, len(x))
+        means[k], ses[k] = bounds.mean(0), bounds.std(0) / math.sqrt(reps)
+    assert (means[1] < means[10] - 3 * ses[1]).all(), means
+    # from 10 to 100 samples the bound rises over the three images together (for one it is nearly tight already)
+    assert means[10].sum() < means[100].sum() - 3 * float((ses[10] ** 2 + ses[100] ** 2).sum().sqrt()), means
+    assert (means[100] <= log_px + 3 * ses[100]).all(), (means[100], log_px)
+    gap_elbo = log_px - means[1]
+    assert (gap_elbo > 0.05).all(), f"the test needs a model whose ELBO is clearly loose: gaps {gap_elbo}"
+    big = vae.importance_weighted_bound(model, x, 200_000, generator=torch.Generator().manual_seed(0), chunk=50_000)
+    torch.testing.assert_close(big, log_px, atol=5e-3, rtol=0)
+
+
+def test_importance_weighted_bound_checks_its_arguments():
+    model = vae.VAE(latent=2)
+    x = torch.rand(3, 64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        vae.importance_weighted_bound(model, x, 0)
+    with pytest.raises(ValueError, match=r"eps must have shape \(k, batch, latent\) = \(4, 3, 2\)"):
+        vae.importance_weighted_bound(model, x, 4, eps=torch.zeros(4, 3, 3))
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\]"):
+        vae.importance_weighted_bound(model, 2 * x + 1, 4)
+    with pytest.raises(TypeError, match="lib.vae.VAE"):
+        vae.importance_weighted_bound(vae.Autoencoder(2), x, 4)
+
+
+def test_kl_warmup_raises_the_weight_linearly_then_holds_it():
+    X = torch.rand(64, 64, generator=torch.Generator().manual_seed(0)).round()
+    torch.manual_seed(0)
+    hist = vae.train_vae(vae.VAE(latent=2, hidden=8), X, epochs=4, batch_size=32, beta=2.0, warmup_epochs=2)
+    # 2 batches per epoch: the weight is 2 * (1/4, 2/4, 3/4, 1, 1, ...) of the steps taken
+    np.testing.assert_allclose(hist.steps["train_beta"], [0.5, 1.0, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0])
+    np.testing.assert_allclose(hist.steps["train_loss"], np.add(hist.steps["train_recon"],
+                               np.multiply(hist.steps["train_beta"], hist.steps["train_kl"])), rtol=1e-5)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        vae.train_vae(vae.VAE(), X, epochs=1, warmup_epochs=-1)

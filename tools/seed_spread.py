@@ -43,6 +43,27 @@ def lstm() -> list[float]:
     return out
 
 
+def rnn_kinds() -> dict[str, list[float]]:
+    """Chapter 05: RNN, LSTM and GRU trained as in the notebook with seeds 0-2 (the same seed gives the
+    same initial draw and batch order to each kind: a paired comparison); validation and test NLL."""
+    vocab = CharVocab()
+    train, val, test = (names_split("first", s) for s in ("train", "val", "test"))
+    out = {}
+    for kind in ("rnn", "lstm", "gru"):
+        out[f"{kind} val"], out[f"{kind} test"] = [], []
+        for seed in SEEDS[:3]:
+            seed_everything(seed)
+            model = CharRNN(len(vocab), kind, emb_dim=32, hidden_size=128)
+            train_lm(model, train, val, vocab, epochs=15, lr=3e-3, batch_size=64, seed=seed,
+                     device=torch.device("cpu"), progress=False)
+            out[f"{kind} val"].append(nll_per_char(model, val, vocab))
+            out[f"{kind} test"].append(nll_per_char(model, test, vocab))
+    for a, b in (("lstm", "rnn"), ("gru", "rnn"), ("gru", "lstm")):
+        d = np.array(out[f"{a} val"]) - np.array(out[f"{b} val"])
+        print(f"paired {a} - {b} (val): mean {d.mean():+.4f}, SE {d.std(ddof=1) / np.sqrt(len(d)):.4f}", flush=True)
+    return out
+
+
 def gpt() -> list[float]:
     """Chapter 06: the small GPT's test NLL (nats/char) after 60 epochs."""
     from lib.transformer import GPT, TransformerConfig
@@ -123,23 +144,86 @@ def autoencoder() -> dict[int, list[float]]:
 
 
 def vae_terms() -> dict[str, list[float]]:
-    """Chapter 08: the 2-D VAE's held-out -ELBO and KL (nats/image) after 120 epochs, over 8 seeds
-    (3 seeds once gave a KL spread of 0.021, a third of the 0.063 that 8 seeds show)."""
+    """Chapter 08: the 2-D VAE after 120 epochs, over 8 seeds (3 seeds once gave a KL spread of 0.021, a third
+    of the 0.063 that 8 seeds show): validation -ELBO and KL, and the final model's test -ELBO, KL and
+    -L_1000 (nats/image). Then beta = 0.5 and 4 with seeds 0-2, paired with beta = 1's (validation -ELBO)."""
     X_train, _ = data.digits("train")
+    X_val, _ = data.digits("val")
     X_test, _ = data.digits("test")
-    Xtr, Xte = torch.tensor(X_train), torch.tensor(X_test)
-    out = {"neg_elbo": [], "kl": []}
-    for seed in range(8):
-        torch.manual_seed(seed)
-        model = vae.VAE(latent=2)
-        vae.train_vae(model, Xtr, epochs=120, beta=1.0, seed=seed)
-        terms = vae.elbo_terms(model, Xte, samples=10, generator=torch.Generator().manual_seed(0))
-        for key in out:
-            out[key].append(terms[key])
+    Xtr, Xva, Xte = torch.tensor(X_train), torch.tensor(X_val), torch.tensor(X_test)
+    out = {"val neg_elbo": [], "val kl": [], "test neg_elbo": [], "test kl": [], "test -L_1000": []}
+    by_beta = {}
+    for beta, seeds in ((1.0, range(8)), (0.5, range(3)), (4.0, range(3))):
+        by_beta[beta] = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = vae.VAE(latent=2)
+            vae.train_vae(model, Xtr, epochs=120, beta=beta, seed=seed)
+            val = vae.elbo_terms(model, Xva, samples=10, generator=torch.Generator().manual_seed(0))
+            by_beta[beta].append(val["neg_elbo"])
+            if beta != 1.0:
+                continue
+            test = vae.elbo_terms(model, Xte, samples=10, generator=torch.Generator().manual_seed(0))
+            bound = vae.importance_weighted_bound(model, Xte, 1000, generator=torch.Generator().manual_seed(0))
+            out["val neg_elbo"].append(val["neg_elbo"])
+            out["val kl"].append(val["kl"])
+            out["test neg_elbo"].append(test["neg_elbo"])
+            out["test kl"].append(test["kl"])
+            out["test -L_1000"].append(-float(bound.mean()))
+    for beta in (0.5, 4.0):
+        d = np.array(by_beta[beta]) - np.array(by_beta[1.0][:3])
+        print(f"paired val -ELBO, beta {beta} - beta 1: {np.round(d, 3).tolist()}, mean {d.mean():+.3f}, "
+              f"SE {d.std(ddof=1) / np.sqrt(len(d)):.3f}", flush=True)
     return out
 
 
-STUDIES = {"lstm": lstm, "gpt": gpt, "keras-lstm": keras_lstm, "mlm": mlm_loss, "autoencoder": autoencoder, "vae": vae_terms}
+def distillation() -> dict[str, list[float]]:
+    """Chapter 09: the teacher (seed 0, as in the notebook), then each student arm with seeds 0-4, 30 epochs:
+    test accuracy (%) of scratch, shift-augmented, label-smoothed (0.1, 0.2, 0.4) and distilled (T = 2, 4, 8,
+    alpha = 0.1) students, the paired distilled - scratch gain (points) at each temperature, and the share of
+    the gap recovered (%) with its 95% bootstrap half-width (points) for five triples of seeds (0-2, 1-3, ...)."""
+    from lib import distill
+    from lib.cnn import LeNet, ShiftAugment
+    from lib.recipes import one_cycle, train_classifier
+
+    (X, y), (Xte, yte) = ((torch.tensor(a) for a in data.digits(s, images=True)) for s in ("train", "test"))
+    seed_everything(0)
+    teacher = LeNet()
+    train_classifier(teacher, X, y, epochs=40, lr=3e-3, batch_size=64, weight_decay=1e-2, label_smoothing=0.0,
+                     schedule=one_cycle(), augment=ShiftAugment(max_shift=1, seed=0), seed=0, progress=False)
+    logits = distill.logits_of(teacher, X)
+    arms = {"scratch": {}, "augmented": dict(augment=True)}
+    arms.update({f"smoothed {eps}": dict(label_smoothing=eps) for eps in (0.1, 0.2, 0.4)})
+    arms.update({f"distilled T={T}": dict(soft_targets=logits, soft_loss=distill.distillation(T, 0.1)) for T in (2, 4, 8)})
+    out = {name: [] for name in arms}
+    correct = {name: [] for name in arms}
+    for seed in SEEDS:
+        for name, extra in arms.items():
+            extra = dict(extra)
+            if extra.pop("augment", False):
+                extra["augment"] = ShiftAugment(max_shift=1, seed=seed)
+            torch.manual_seed(seed)
+            student = LeNet(channels=(8, 16), hidden=32, dropout=0.0)
+            train_classifier(student, X, y, epochs=30, lr=1e-2, batch_size=256, weight_decay=0.0,
+                             schedule=one_cycle(), seed=seed, progress=False, **{"label_smoothing": 0.0, **extra})
+            correct[name].append((distill.logits_of(student, Xte).argmax(1) == yte).numpy())
+            out[name].append(100 * correct[name][-1].mean())
+    teacher_correct = (distill.logits_of(teacher, Xte).argmax(1) == yte).numpy()
+    for T in (2, 4, 8):
+        out[f"gain T={T}"] = list(np.subtract(out[f"distilled T={T}"], out["scratch"]))
+        # the notebook's share of the gap and its bootstrap half-width, for five triples of seeds
+        out[f"share T={T}"], out[f"half-width T={T}"] = [], []
+        for first in range(len(SEEDS)):
+            triple = [(first + k) % len(SEEDS) for k in range(3)]
+            sc, di = (np.stack([correct[n][k] for k in triple]) for n in ("scratch", f"distilled T={T}"))
+            e_t, e_s, e_d = 1 - teacher_correct.mean(), 1 - sc.mean(), 1 - di.mean()
+            out[f"share T={T}"].append(100 * distill.gap_recovered(e_t, e_s, e_d))
+            boot = distill.bootstrap_gap_recovered(teacher_correct, sc, di, n_boot=4000, seed=0)
+            out[f"half-width T={T}"].append(float(np.subtract(*np.nanpercentile(100 * boot, [97.5, 2.5]))) / 2)
+    return out
+
+
+STUDIES = {"lstm": lstm, "rnn-kinds": rnn_kinds, "gpt": gpt, "keras-lstm": keras_lstm, "mlm": mlm_loss, "autoencoder": autoencoder, "vae": vae_terms}
 
 
 def report(name: str, values) -> None:
