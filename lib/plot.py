@@ -85,7 +85,8 @@ def image_grid(images: np.ndarray, labels: Sequence | None = None, ncols: int = 
     require_int("ncols", ncols, 1)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    row_height = size + (0.3 if labels is not None else 0.0)      # room for each row's labels
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, row_height * nrows + 0.4), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

@@ -14,13 +14,14 @@
 # - implement max-pooling and match `F.max_pool2d`;
 # - see what hand-made filters (edges, blur) do to a real photograph;
 # - count parameters and compute receptive fields, and compare with an MLP;
-# - train a LeNet-style CNN on digits with light augmentation, match or beat an SVM with the standard
-#   `gamma=0.001` (on 360 test images, 2 against 4 errors is within noise), and look inside it
-#   (learned filters, feature maps);
-# - measure how much accuracy an MLP and a CNN lose when the test images are shifted;
+# - train a LeNet-style CNN on digits with light augmentation and batch normalisation, match or beat an SVM
+#   with the standard `gamma=0.001`, and look inside it (learned filters, feature maps);
+# - tell translation equivariance from invariance, and measure how much accuracy an MLP and a CNN lose
+#   when the digits are shifted;
 # - build the same CNN in Keras.
 
 # %%
+import copy
 import time
 
 import matplotlib.pyplot as plt
@@ -33,7 +34,7 @@ from torch import nn
 from lib import data, results
 from lib.cnn import (LeNet, ShiftAugment, conv2d_im2col, conv2d_loops, max_pool2d, random_shift, shift_images,
                      train_lenet)
-from lib.device import seed_everything, setup_notebook
+from lib.device import seed_everything, seeded, setup_notebook
 from lib.mlp import MLP
 from lib.plot import image_grid
 from lib.recipes import train_classifier
@@ -246,6 +247,12 @@ print(f"apply_kernel == F.conv2d (to 1e-5): {close}")
 # distance in input pixels between neighbouring units ("jump"), a layer with kernel $k$ and stride $s$ gives
 # $$r \leftarrow r + (k-1)\,j, \qquad j \leftarrow j\,s, \qquad\text{starting from } r = j = 1.$$
 # An MLP unit sees the whole image from the first layer on — but with no notion of which pixels are neighbours.
+#
+# **A $1\times1$ convolution** ($k = 1$) sees one pixel: at every position it mixes the $C_\text{in}$ channels into
+# $C_\text{out}$ new ones, a small fully connected layer applied to each pixel's channel vector with
+# $C_\text{in}C_\text{out}$ weights. It leaves the receptive field unchanged ($r \leftarrow r + 0$). Deep CNNs use it
+# to change the number of channels cheaply, e.g. to squeeze 256 channels to 64 before an expensive $3\times3$
+# convolution (the "bottleneck" of Inception and ResNet).
 
 # %%
 def receptive_fields(layers):
@@ -306,8 +313,19 @@ for name, n in [("MLP 64-256-10 (chapter 03)", count(mlp)),
 #
 # `lib.cnn.LeNet` follows LeNet-5 (LeCun et al., 1998) in spirit — convolution, pooling, convolution,
 # pooling, then a small fully connected classifier — with today's defaults: ReLU, batch normalisation
-# after each convolution (it normalises each channel over the batch, which makes training less sensitive
-# to the learning rate), and dropout before the last layer:
+# after each convolution, and dropout before the last layer.
+#
+# **Batch normalisation** (Ioffe and Szegedy, 2015) standardises each channel: during training with the
+# mean $\mu_B$ and variance $\sigma_B^2$ of that channel over the current batch (all images and positions),
+# $\hat x = (x - \mu_B)/\sqrt{\sigma_B^2 + \epsilon}$, then rescales with learned $\gamma, \beta$: $y = \gamma \hat x + \beta$.
+# Keeping every layer's inputs at a steady scale makes training less sensitive to the learning rate and
+# the initialisation. At evaluation there may be no batch (one image) and a prediction must not depend on
+# the other images, so BN uses running averages of $\mu_B, \sigma_B^2$ collected during training instead.
+# That is why `model.eval()` matters (and why `lib.train.predict` and `evaluate` call it): in training
+# mode, one image's output changes with its batch-mates — checked below, on a copy of the network,
+# because a forward pass in training mode also updates the running averages.
+#
+# The network:
 #
 # `conv 3×3, 32 → BN → ReLU → max-pool` (8×8 → 4×4) · `conv 3×3, 64 → BN → ReLU → max-pool` (4×4 → 2×2)
 # · `flatten 256 → linear 128 → ReLU → dropout 0.25 → linear 10`.
@@ -330,7 +348,21 @@ plt.show()
 cnn, history = train_lenet(X_train, y_train, epochs=40, seed=0, val=(X_val, y_val))
 history.plot(title="LeNet on digits (trained on the training split)")
 plt.show()
-print(f"validation accuracy after 40 epochs: {history['val_accuracy'][-1]:.2%}")
+print(f"validation accuracy {history['val_accuracy'][history.best_epoch]:.2%} at epoch {history.best_epoch + 1} "
+      "(the lowest validation loss, whose weights fit restores)")
+
+# %%
+probe_net = copy.deepcopy(cnn)                  # training mode would update cnn's running averages
+batch = torch.tensor(X_val[:64])
+with torch.no_grad():
+    probe_net.train()                           # BN with batch statistics (dropout is after the features)
+    train_mode = [probe_net.features(b)[:1] for b in (batch, batch[:32], batch[:1].repeat(8, 1, 1, 1))]
+    probe_net.eval()                            # BN with the running averages
+    eval_mode = [probe_net.features(b)[:1] for b in (batch, batch[:32], batch[:1].repeat(8, 1, 1, 1))]
+depends_train = not all(torch.allclose(train_mode[0], t, atol=1e-5) for t in train_mode[1:])
+depends_eval = not all(torch.allclose(eval_mode[0], t, atol=1e-5) for t in eval_mode[1:])
+print(f"image 0's features depend on its batch-mates — training mode: {depends_train}, evaluation mode: {depends_eval}")
+assert depends_train and not depends_eval
 
 # %% [markdown]
 # A trained network's accuracy is a *measured* number (see chapter 00): `lib.results.expect` checks
@@ -340,34 +372,34 @@ print(f"validation accuracy after 40 epochs: {history['val_accuracy'][-1]:.2%}")
 # bar allows 3), the bar is the check that binds.
 
 # %%
-results.expect("LeNet validation accuracy after 40 epochs", 100 * history["val_accuracy"][-1], 99.7,
-               results.tolerance_for_accuracy(99.7, 360), unit=" %", at_least=98.5)
+results.expect("LeNet validation accuracy (best epoch)", 100 * history["val_accuracy"][history.best_epoch], 99.4,
+               results.tolerance_for_accuracy(99.4, 360), unit=" %", at_least=98.5)
 
 # %% [markdown]
-# The validation curve is flat at the end: 40 epochs are enough and the network does not overfit. With
-# the recipe fixed on validation, the final model may learn from **train + validation** (1,437 images),
-# and we measure it **once** on the test set. To make the result less dependent on one random
-# initialisation, we average the predicted probabilities of an **ensemble** of three such CNNs (seeds 0, 1,
-# 2) — a standard, honest way to reduce variance; each member alone is also shown.
+# The validation curve is flat at the end: 40 epochs are enough and the network does not overfit. To make
+# the result less dependent on one random initialisation, the final model is an **ensemble** of three such
+# CNNs (seeds 0, 1, 2, each trained on the training split exactly like the one above): it averages their
+# predicted probabilities — a standard, honest way to reduce variance. Now that the recipe is fixed, the
+# networks could also learn from train + validation (the usual last step, 1,437 images); we keep the
+# validation images out instead, so that section 8 can use the same three networks for an experiment
+# decided on validation. The ensemble is measured **once** on the test set.
 #
 # The reference is a support-vector machine with an RBF kernel, `SVC(gamma=0.001)`, a classic strong
 # result on this dataset. Its `gamma` was tuned for raw pixel values 0..16, and `lib.data.digits` scales
 # pixels to $[0, 1]$, so we multiply by 16 for the SVC (otherwise every squared distance in its kernel
 # $e^{-\gamma\lVert x - x'\rVert^2}$ would shrink 256-fold, as if $\gamma$ were 256 times smaller).
-# It is trained on the same train + validation images.
+# It is trained on the same training images.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-X_trval, y_trval = np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
+SEEDS = [0, 1, 2]
+members = [cnn] + [train_lenet(X_train, y_train, epochs=40, seed=seed, val=(X_val, y_val), progress=False)[0]
+                   for seed in SEEDS[1:]]
 test_loader = data.make_loader(X_test, y_test, batch_size=512)
-members = [train_lenet(X_trval, y_trval, epochs=40, seed=seed, progress=False)[0] for seed in range(3)]
-member_probs = [predict(m, test_loader).softmax(dim=1) for m in members]
-ensemble_pred = torch.stack(member_probs).mean(0).argmax(1).numpy()
-cnn_acc = (ensemble_pred == y_test).mean()
-for seed, p in enumerate(member_probs):
-    print(f"LeNet seed {seed}: test accuracy {(p.argmax(1).numpy() == y_test).mean():.2%}")
+ensemble_pred = torch.stack([predict(m, test_loader).softmax(dim=1) for m in members]).mean(0).argmax(1).numpy()
+cnn_acc = (ensemble_pred == y_test).mean()              # the final CNN: its one look at the test set
 
-svc = SVC(gamma=0.001).fit(X_trval.reshape(len(X_trval), -1) * 16, y_trval)   # ×16: gamma is tuned for 0..16 pixels
+svc = SVC(gamma=0.001).fit(X_train.reshape(len(X_train), -1) * 16, y_train)   # ×16: gamma is tuned for 0..16 pixels
 svc_acc = (svc.predict(X_test.reshape(len(X_test), -1) * 16) == y_test).mean()
 print(f"CNN ensemble: {cnn_acc:.2%} ({(ensemble_pred != y_test).sum()} errors) | SVC(gamma=0.001): {svc_acc:.2%} "
       f"({round((1 - svc_acc) * 360)} errors)")
@@ -398,32 +430,39 @@ for ax, k in zip(axes.flat, kernels):
 fig.suptitle("The 32 learned 3×3 kernels of conv1 (red < 0 < blue)")
 plt.show()
 
-digit = torch.tensor(X_test[:1]).to(next(cnn.parameters()).device)
+digit = torch.tensor(X_val[:1]).to(next(cnn.parameters()).device)
 maps1, maps2 = (m[0].detach().cpu().numpy() for m in cnn.feature_maps(digit))
-fig, axes = plt.subplots(2, 9, figsize=(10, 2.8))
-for row, (maps, label) in enumerate([(maps1, "block 1 (8×8)"), (maps2, "block 2 (4×4)")]):
-    for col, ax in enumerate(axes[row, 1:]):
+fig, axes = plt.subplots(2, 10, figsize=(10.5, 2.8), gridspec_kw={"width_ratios": [1, 0.6] + [1] * 8})
+for row, (maps, label) in enumerate([(maps1, "block 1\n(8×8)"), (maps2, "block 2\n(4×4)")]):
+    for col, ax in enumerate(axes[row, 2:]):
         ax.imshow(maps[col], cmap="viridis")
         ax.set_title(f"map {col}", fontsize=8)
-        ax.axis("off")
-    axes[row, 1].text(-0.4, 0.5, label, transform=axes[row, 1].transAxes, ha="right", va="center", fontsize=9)
-axes[0, 0].imshow(X_test[0, 0], cmap="gray_r")
-axes[0, 0].set_title(f"input: {y_test[0]}", fontsize=9)
-for ax in axes[:, 0]:
+    axes[row, 1].text(0.5, 0.5, label, transform=axes[row, 1].transAxes, ha="center", va="center", fontsize=9)
+axes[0, 0].imshow(X_val[0, 0], cmap="gray_r")
+axes[0, 0].set_title(f"input: {y_val[0]}", fontsize=9)
+for ax in axes.flat:
     ax.axis("off")
-fig.suptitle("Feature maps (ReLU outputs) for one test digit: the first 8 channels of each block")
+fig.suptitle("Feature maps (ReLU outputs) for one validation digit: the first 8 channels of each block")
 plt.show()
 print("feature-map shapes:", [tuple(m.shape) for m in cnn.feature_maps(digit)])
 
 # %% [markdown]
 # ## 8. Shift robustness: MLP against CNN
 #
-# Move every test digit by $k$ pixels (up, down, left or right; zero fill) and measure accuracy, averaged
-# over the four directions. To compare architectures fairly, we train an MLP (chapter 03's recipe) and a
-# LeNet **without** augmentation on the training split, and then both **with** the ±1-pixel augmentation.
-# An MLP's weight for pixel $(i, j)$ knows nothing about pixel $(i, j+1)$: a shifted digit is, for it, a new
-# pattern. A CNN applies the same kernels everywhere and pools, so a shift moves its feature maps but
-# changes them little.
+# A convolution is **translation-equivariant**: shift the input and its feature maps shift by the same
+# amount (away from the borders), because the same kernel is applied at every position. The network's
+# *answer* should be **invariant** — the same digit, wherever it sits. Equivariant layers followed by
+# pooling get part of the way there: a max-pool forgets where inside its window a feature was found, so
+# small shifts change the pooled maps little (exercise 1 measures both). An MLP has neither property: its
+# weight for pixel $(i, j)$ knows nothing about pixel $(i, j+1)$, and a shifted digit is, for it, a new
+# pattern.
+#
+# The experiment: move every validation digit by $k$ pixels (up, down, left or right; zero fill) and
+# measure accuracy, averaged over the four directions. We compare an MLP (chapter 03's network and recipe,
+# 30 epochs) with a LeNet, first both **without** augmentation, then both **with** the ±1-pixel
+# augmentation; each arm with the three seeds 0, 1, 2 (the CNNs with augmentation are section 6's three
+# networks, 40 epochs; without augmentation the CNN gets 20 epochs, after which its validation loss no
+# longer improves). The question is decided on validation, so the test set stays untouched.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -436,43 +475,54 @@ def shifted_accuracy(model, X, y, k):
                           for dy, dx in moves]))
 
 
-def train_mlp(augment: bool) -> MLP:
-    torch.manual_seed(0)
-    model = MLP((64, 256, 10), dropout=0.2)
-    train_classifier(model, X_train, y_train, epochs=100, augment=ShiftAugment(1, 0) if augment else None,
-                     progress=False)
+def train_mlp(augment: bool, seed: int) -> MLP:
+    with seeded(seed):
+        model = MLP((64, 256, 10), dropout=0.2)
+    train_classifier(model, X_train, y_train, epochs=30, augment=ShiftAugment(1, seed) if augment else None,
+                     progress=False, seed=seed)
     return model
 
 
-models = {"MLP": train_mlp(False), "CNN": train_lenet(X_train, y_train, epochs=40, max_shift=0, progress=False)[0],
-          "MLP + shift augmentation": train_mlp(True), "CNN + shift augmentation": cnn}
+arms = {"MLP": [train_mlp(False, seed) for seed in SEEDS],
+        "CNN": [train_lenet(X_train, y_train, epochs=20, max_shift=0, seed=seed, progress=False)[0] for seed in SEEDS],
+        "MLP + shift augmentation": [train_mlp(True, seed) for seed in SEEDS],
+        "CNN + shift augmentation": members}
 shifts = [0, 1, 2]
-robustness = {name: [shifted_accuracy(m, X_test, y_test, k) for k in shifts] for name, m in models.items()}
+robustness = {name: np.array([[shifted_accuracy(m, X_val, y_val, k) for k in shifts] for m in models])
+              for name, models in arms.items()}            # (seeds, shifts) per arm
 
-fig, ax = plt.subplots(figsize=(6, 3.8))
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
 for (name, accs), style in zip(robustness.items(), ["o-", "s-", "o--", "s--"]):
-    ax.plot(shifts, accs, style, label=name)
-ax.set(title="Accuracy on shifted test digits", xlabel="shift (pixels)", ylabel="test accuracy",
-       xticks=shifts, ylim=(0, 1.02))
-ax.legend()
+    line, = ax.plot(shifts, accs.mean(0), style, label=name)
+    for row in accs:
+        ax.plot(shifts, row, ".", color=line.get_color(), alpha=0.5)
+ax.set(title="Accuracy on shifted validation digits (mean of 3 seeds; dots: each seed)", xlabel="shift (pixels)",
+       ylabel="validation accuracy", xticks=shifts, ylim=(0, 1.02))
+ax.legend(fontsize=8)
 plt.show()
 for name, accs in robustness.items():
-    print(f"{name:26s}" + "  ".join(f"shift {k}: {a:6.1%}" for k, a in zip(shifts, accs)))
+    print(f"{name:26s}" + "  ".join(f"shift {k}: {a:6.1%}" for k, a in zip(shifts, accs.mean(0))))
+
+drop = {name: accs[:, :1] - accs for name, accs in robustness.items()}   # accuracy lost, per seed and shift
+verdicts = {}
+for k in (1, 2):
+    for suffix in ("", " + shift augmentation"):
+        verdicts[k, suffix] = results.paired_comparison(drop["MLP" + suffix][:, k], drop["CNN" + suffix][:, k],
+                                                        names=("MLP", "CNN"), higher_is_better=False)
+        print(f"accuracy lost at shift {k}{suffix or ' (no augmentation)'}, MLP minus CNN: {verdicts[k, suffix]}")
 
 # %%
-drop = {name: [accs[0] - a for a in accs] for name, accs in robustness.items()}
-for k in (1, 2):
-    print(f"shift by {k}: the MLP loses more accuracy than the CNN — without augmentation: "
-          f"{drop['MLP'][k] > drop['CNN'][k]}, with: {drop['MLP + shift augmentation'][k] > drop['CNN + shift augmentation'][k]}")
-assert all(drop["MLP"][k] > drop["CNN"][k] for k in (1, 2))
-assert all(drop["MLP + shift augmentation"][k] > drop["CNN + shift augmentation"][k] for k in (1, 2))
+for (k, suffix), v in verdicts.items():
+    results.expect_choice(f"which loses less accuracy at shift {k}{suffix or ' (no augmentation)'}", v.verdict,
+                          ["CNN better"])
 
 # %% [markdown]
-# Without augmentation a one-pixel shift roughly halves the MLP's accuracy, while the CNN keeps most of
-# its own (printed above). Augmentation rescues both at one pixel — the shifts it was shown (at a price
-# for the MLP: 95.0% instead of 98.3% on unshifted digits) — but at two pixels, which
-# neither saw in training, the CNN still generalises far better: translation robustness is partly built
-# into its architecture, while the MLP only learns what it is shown.
+# Without augmentation a one-pixel shift roughly halves the MLP's accuracy, while the CNN keeps most of its
+# own. Augmentation rescues both at one pixel — the shifts they were shown (at a price for the MLP on
+# unshifted digits) — but at two pixels, which neither saw in training, the CNN still generalises far
+# better, in every seed: translation robustness is partly built into its architecture, while the MLP only
+# learns what it is shown. Neither is fully invariant: pooling twice over 2×2 windows forgives shifts
+# within a window, not a two-pixel move of the whole digit on an 8×8 canvas.
 #
 # ## 9. Widget: a 3×3 kernel editor
 #
@@ -529,7 +579,15 @@ print("the widget shows the Sobel-x filtered photo:", np.allclose(editor.result,
 # `lib.cnn.keras_lenet` builds the same network with `Conv2D`, `BatchNormalization`, `MaxPooling2D`,
 # `Dense` and `Dropout`; a `RandomTranslation` layer (active only in training) plays the role of
 # `random_shift`. Keras expects **channels-last** images, `(batch, 8, 8, 1)`, where PyTorch uses
-# `(batch, 1, 8, 8)`: transpose, don't reshape. Trained like the PyTorch CNN on train + validation:
+# `(batch, 1, 8, 8)`: transpose, don't reshape.
+#
+# **Common pitfall: batch-norm momentum.** Both frameworks keep running averages $m \leftarrow a\,m + (1-a)\,\mu_B$,
+# but Keras' `momentum` is $a$ (default 0.99) while PyTorch's is $1 - a$ (default 0.1, i.e. $a = 0.9$). With
+# Keras' default the averages forget their starting values (mean 0, variance 1) 10 times more slowly: after
+# this chapter's 510 training steps they are still partly those, and evaluation mode normalises with the
+# wrong statistics. On validation, one seed, that cost 3 points (96.1% against 99.4% while writing this
+# chapter). So the Keras LeNet uses PyTorch's values (`bn_momentum=0.9, bn_epsilon=1e-5`). Trained with the
+# same recipe on the training split (30 epochs instead of 40, to save time), and measured once on the test set:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -539,21 +597,20 @@ from lib.keras_models import load_keras
 keras = load_keras()
 seed_everything(0)                                                       # Keras' weights and dropout too
 to_keras = lambda X: X.transpose(0, 2, 3, 1)                             # (n, 1, 8, 8) -> (n, 8, 8, 1)
-kcnn = keras_lenet()
+kcnn = keras_lenet(bn_momentum=0.9, bn_epsilon=1e-5)                     # PyTorch's batch-norm settings
 epochs, batch = 30, 64
-schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=epochs * int(np.ceil(len(X_trval) / batch)))
+schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=epochs * int(np.ceil(len(X_train) / batch)))
 kcnn.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
              loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1), metrics=["accuracy"])
-kcnn.fit(to_keras(X_trval), keras.utils.to_categorical(y_trval, 10), epochs=epochs, batch_size=batch, verbose=0)
+kcnn.fit(to_keras(X_train), keras.utils.to_categorical(y_train, 10), epochs=epochs, batch_size=batch, verbose=0)
 keras_acc = (kcnn.predict(to_keras(X_test), verbose=0).argmax(1) == y_test).mean()
-print(f"Keras CNN test accuracy {keras_acc:.2%} | PyTorch CNN ensemble {cnn_acc:.2%} | single LeNets "
-      + ", ".join(f"{(p.argmax(1).numpy() == y_test).mean():.2%}" for p in member_probs))
+print(f"Keras CNN (one network) test accuracy {keras_acc:.2%} | PyTorch CNN ensemble {cnn_acc:.2%}")
 
 # %%
 trainable = sum(int(np.prod(v.shape)) for v in kcnn.trainable_weights)
 print("Keras CNN trainable parameters:", trainable, "= PyTorch LeNet:", count(LeNet()))
 assert trainable == count(LeNet())
-results.expect("Keras CNN test accuracy", 100 * keras_acc, 99.7, results.tolerance_for_accuracy(99.7, 360),
+results.expect("Keras CNN test accuracy", 100 * keras_acc, 99.4, results.tolerance_for_accuracy(99.4, 360),
                unit=" %", at_least=98.5)
 
 # %% [markdown]
@@ -563,14 +620,33 @@ results.expect("Keras CNN test accuracy", 100 * keras_acc, 99.7, results.toleran
 #   loops, im2col (one matrix product) and `F.conv2d` agree to $10^{-5}$; so does max-pooling.
 # - Hand-made 3×3 kernels blur, sharpen and find edges; a CNN's first layer learns similar ones.
 # - Weight sharing makes a convolution's size independent of the image; stacking layers and pooling grows
-#   the receptive field ($r \leftarrow r + (k-1)j$).
-# - A LeNet-style CNN with ±1-pixel augmentation reaches ≥ 99% test accuracy on the fixed digits split and
-#   is not below a tuned SVM (asserted above); its feature maps and filters can be drawn.
-# - Shifts larger than those seen in training hurt an MLP much more than a CNN (2 pixels: −63 against
-#   −28 points with augmentation); without augmentation even a 1-pixel shift halves the MLP's accuracy.
+#   the receptive field ($r \leftarrow r + (k-1)j$); a $1\times1$ convolution mixes channels only.
+# - Batch normalisation uses batch statistics in training and running averages in evaluation mode.
+# - An ensemble of three LeNet-style CNNs with ±1-pixel augmentation reaches ≥ 99% test accuracy on the fixed
+#   digits split and is not below a tuned SVM (asserted above; the test set is used once, for these two
+#   final models and the Keras CNN); its feature maps and filters can be drawn.
+# - Convolutions are equivariant to shifts and pooling adds a little invariance: over three paired seeds,
+#   shifted digits cost an MLP much more accuracy than a CNN, with and without augmentation.
 #
-# On a GPU, try larger images (MNIST, 28×28, through `lib.download`) and deeper networks: the
-# difference in parameters and robustness between MLP and CNN grows with the image.
+# Deeper CNNs stack many more such blocks, and past about twenty layers plain stacks get *harder* to train;
+# ResNet's skip connections, $y = x + F(x)$, fix that by giving the gradient an identity path — the same
+# residual idea returns in chapter 06's Transformer block. On a GPU, try larger images (MNIST, 28×28,
+# through `lib.download`) and deeper networks: the difference in parameters and robustness between MLP and
+# CNN grows with the image.
+#
+# ## Further reading
+#
+# - LeCun et al., "Gradient-based learning applied to document recognition" (1998) — LeNet-5 and the
+#   argument for convolutions.
+# - Ioffe and Szegedy, "Batch normalization" (2015); He et al., "Deep residual learning for image
+#   recognition" (2016) — the two ideas that made deep CNNs trainable.
+# - Dumoulin and Visin, "A guide to convolution arithmetic for deep learning" (2016) — output sizes,
+#   strides, padding and transposed convolutions, drawn.
+# - Dive into Deep Learning (d2l.ai), chapters 7 "Convolutional neural networks" and 8 "Modern CNNs" —
+#   the same path, continued to AlexNet, VGG, ResNet; Prince, *Understanding Deep Learning*, chapters 10–11
+#   (convolutional and residual networks, with invariance and equivariance made precise).
+# - Azulay and Weiss, "Why do deep convolutional networks generalize so poorly to small image
+#   transformations?" (JMLR 2019) — how far real CNNs are from shift-invariant.
 
 # %% [markdown]
 # ## Exercises
@@ -578,24 +654,50 @@ results.expect("Keras CNN test accuracy", 100 * keras_acc, 99.7, results.toleran
 # Each exercise has a cell for your answer (between `### BEGIN SOLUTION` and `### END SOLUTION`) and a
 # check cell that prints ✅ or ❌.
 #
-# **Exercise 1 — output size.** Complete `conv_output_size(n, k, s, p)`: the output height of a convolution
-# (or pooling) with input height `n`, kernel `k`, stride `s` and padding `p`.
+# **Exercise 1 — predict, then measure: equivariance and invariance.** Shift a digit one pixel to the right
+# (`shift_images(x, 0, 1)`, zero fill). *Before measuring*, predict, and make `my_predictions()` return two
+# booleans:
+# - (a) are the trained CNN's first-layer outputs of the shifted digit, `cnn.features[0][0](shifted)`, the
+#   first-layer outputs of the original shifted by one pixel, in every column except the first and the last?
+# - (b) are the trained CNN's ten output logits unchanged by the shift (to $10^{-4}$)?
+#
+# Then complete `equivariance_gap(conv, x)`: the largest absolute difference between `conv(shift(x))` and
+# `shift(conv(x))` over all columns except the first and the last (the zero fill enters the first; the
+# last one's window reached the column that the shift pushed out), for images `x: (n, 1, 8, 8)`. The check
+# measures (b) itself on validation digits.
 
 # %%
 from lib import check
 
 
-def conv_output_size(n: int, k: int, s: int = 1, p: int = 0) -> int:
+def my_predictions() -> tuple[bool, bool]:
     ### BEGIN SOLUTION
-    return (n + 2 * p - k) // s + 1
+    return True, False
+    ### END SOLUTION
+
+
+def equivariance_gap(conv: nn.Module, x: torch.Tensor) -> float:
+    ### BEGIN SOLUTION
+    with torch.no_grad():
+        a = conv(shift_images(x, 0, 1))
+        b = shift_images(conv(x), 0, 1)
+    return float((a - b)[..., 1:-1].abs().max())
     ### END SOLUTION
 
 
 # %%
-size_cases = [(8, 3, 1, 1), (8, 3, 2, 1), (28, 5, 1, 0), (10, 4, 3, 2), (7, 2, 2, 0)]
-check.check_function("conv_output_size", conv_output_size,
-                     [((n, k, s, p), F.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, k, k), stride=s, padding=p).shape[-1])
-                      for n, k, s, p in size_cases])
+x_ex = torch.tensor(X_val[:50])
+conv1_layer = cnn.features[0][0]
+with torch.no_grad():
+    reference_gap = float((conv1_layer(shift_images(x_ex, 0, 1)) - shift_images(conv1_layer(x_ex), 0, 1))[..., 1:-1].abs().max())
+    logit_change = float((predict(cnn, shift_images(x_ex, 0, 1)) - predict(cnn, x_ex)).abs().max())
+gap = check.answer_of("equivariance_gap", lambda: equivariance_gap(conv1_layer, x_ex))
+check.check_true("equivariance_gap", abs(gap - reference_gap) < 1e-6,
+                 "compare conv(shift(x)) with shift(conv(x)) and leave out the first and the last column")
+predicted = check.answer_of("my_predictions", my_predictions)
+check.check_equal("my_predictions", tuple(predicted), (reference_gap < 1e-5, logit_change < 1e-4))
+print("measured: the convolution is equivariant (gap below 1e-5):", reference_gap < 1e-5,
+      "| the logits are invariant (change below 1e-4):", logit_change < 1e-4)
 
 # %% [markdown]
 # **Exercise 2 — average pooling.** Complete `avg_pool(x, k)`: non-overlapping $k \times k$ average
