@@ -8,6 +8,7 @@
   trains the teacher, the students from scratch and the distilled students alike.
 - ``logits_of``, ``accuracy``, ``state_dict_bytes``, ``cpu_latency``, ``gap_recovered``: the
   compression table (parameters are counted by ``lib.train.count_parameters``).
+- ``bootstrap_gap_recovered``: how uncertain that share is, resampling test examples and seeds.
 - ``keras_student`` / ``keras_distiller``: the Keras version, a ``Distiller`` with its own ``train_step``.
 """
 from __future__ import annotations
@@ -157,6 +158,57 @@ def gap_recovered(teacher_err: float, student_err: float, distilled_err: float) 
     if student_err == teacher_err:
         raise ValueError("the teacher and the scratch student have the same error: there is no gap")
     return (student_err - distilled_err) / (student_err - teacher_err)
+
+
+def _correct_matrix(name: str, a) -> np.ndarray:
+    a = np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name} must be (n,) or (runs, n): one row of 0/1 per run; got shape {a.shape}")
+    if not np.isin(a, (0, 1)).all():
+        raise ValueError(f"{name} must hold 0/1 or booleans (1 = correctly classified)")
+    return a.astype(np.float64)
+
+
+def bootstrap_gap_recovered(teacher_correct, scratch_correct, distilled_correct, *, n_boot: int = 2000,
+                            seed: int = 0) -> np.ndarray:
+    """Bootstrap distribution of ``gap_recovered`` over test examples and seeds: ``(n_boot,)`` shares.
+
+    ``teacher_correct: (n,)`` or ``(runs, n)``, ``scratch_correct, distilled_correct: (seeds, n)``: 1 where
+    a run classifies test example ``i`` correctly; the scratch and distilled rows are paired by seed.
+    Each resample draws ``n`` examples with replacement, the same ones for every model (they are scored
+    on the same images), and as many seeds as there are with replacement, the same ones for both
+    students (the pairing); the teacher's runs are resampled likewise. It then computes the share from
+    the mean error rates. A resample in which the scratch student is no worse than the teacher has no
+    gap to share: it is ``nan`` (``np.nanpercentile`` skips it; count them with ``np.isnan``).
+    """
+    teacher = _correct_matrix("teacher_correct", teacher_correct)
+    scratch = _correct_matrix("scratch_correct", scratch_correct)
+    distilled = _correct_matrix("distilled_correct", distilled_correct)
+    n = teacher.shape[1]
+    if scratch.shape[1] != n or distilled.shape != scratch.shape:
+        raise ValueError("teacher_correct, scratch_correct and distilled_correct must cover the same n examples, "
+                         f"the two students with the same seeds; got shapes {teacher.shape}, {scratch.shape}, "
+                         f"{distilled.shape}")
+    require_int("n_boot", n_boot, 1)
+    require_int("seed", seed, 0)
+    rng = np.random.default_rng(seed)
+    shares = np.empty(n_boot)
+    for start in range(0, n_boot, 256):          # blocks keep the (runs, block, n) arrays small
+        b = min(256, n_boot - start)
+        idx = rng.integers(0, n, (b, n))
+        seeds = rng.integers(0, len(scratch), (b, len(scratch)))
+        runs = rng.integers(0, len(teacher), (b, len(teacher)))
+        # error rate of every run on each resample's examples: (runs, b)
+        err_t, err_s, err_d = (1 - m[:, idx].mean(2) for m in (teacher, scratch, distilled))
+        e_t = np.take_along_axis(err_t.T, runs, 1).mean(1)
+        e_s = np.take_along_axis(err_s.T, seeds, 1).mean(1)
+        e_d = np.take_along_axis(err_d.T, seeds, 1).mean(1)
+        gap = e_s - e_t
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shares[start:start + b] = np.where(gap > 0, (e_s - e_d) / gap, np.nan)
+    return shares
 
 
 # --------------------------------------------------------------------------- Keras

@@ -200,3 +200,34 @@ def test_logits_of_and_cpu_latency_leave_the_model_as_it_was():
     model.eval()
     distill.logits_of(model, torch.zeros(3, 4))
     assert not model.training
+
+
+def test_bootstrap_gap_recovered():
+    rng = np.random.default_rng(0)
+    n = 400
+    teacher = rng.random(n) > 0.02
+    scratch = rng.random((3, n)) > 0.10
+    distilled = rng.random((3, n)) > 0.05
+    shares = distill.bootstrap_gap_recovered(teacher, scratch, distilled, n_boot=500, seed=1)
+    assert shares.shape == (500,)
+    np.testing.assert_array_equal(shares, distill.bootstrap_gap_recovered(teacher, scratch, distilled,
+                                                                          n_boot=500, seed=1))
+    point = distill.gap_recovered(1 - teacher.mean(), 1 - scratch.mean(), 1 - distilled.mean())
+    low, high = np.nanpercentile(shares, [2.5, 97.5])
+    assert low < point < high and high - low < 1.0
+    # four times the examples: the interval about halves
+    big = distill.bootstrap_gap_recovered(np.tile(teacher, 4), np.tile(scratch, 4), np.tile(distilled, 4),
+                                          n_boot=500, seed=1)
+    ratio = np.subtract(*np.nanpercentile(big, [97.5, 2.5])) / (high - low)
+    assert 0.35 < ratio < 0.7
+    # one seed, identical students: every resample recovers nothing
+    same = distill.bootstrap_gap_recovered(teacher, scratch[:1], scratch[:1], n_boot=50)
+    np.testing.assert_allclose(same[~np.isnan(same)], 0.0)
+    # a resample with no gap is nan, not a division by zero
+    assert np.isnan(distill.bootstrap_gap_recovered(np.ones(5), np.ones((2, 5)), np.ones((2, 5)), n_boot=3)).all()
+    with pytest.raises(ValueError, match="same n examples"):
+        distill.bootstrap_gap_recovered(teacher, scratch, distilled[:2])
+    with pytest.raises(ValueError, match="0/1"):
+        distill.bootstrap_gap_recovered(teacher, scratch + 0.5, distilled)
+    with pytest.raises(ValueError, match="n_boot"):
+        distill.bootstrap_gap_recovered(teacher, scratch, distilled, n_boot=0)
