@@ -223,52 +223,6 @@ def distillation() -> dict[str, list[float]]:
     return out
 
 
-def distillation() -> dict[str, list[float]]:
-    """Chapter 09: the teacher (seed 0, as in the notebook), then each student arm with seeds 0-4, 30 epochs:
-    test accuracy (%) of scratch, shift-augmented, label-smoothed (0.1, 0.2, 0.4) and distilled (T = 2, 4, 8,
-    alpha = 0.1) students, the paired distilled - scratch gain (points) at each temperature, and the share of
-    the gap recovered (%) with its 95% bootstrap half-width (points) for five triples of seeds (0-2, 1-3, ...)."""
-    from lib import distill
-    from lib.cnn import LeNet, ShiftAugment
-    from lib.recipes import one_cycle, train_classifier
-
-    (X, y), (Xte, yte) = ((torch.tensor(a) for a in data.digits(s, images=True)) for s in ("train", "test"))
-    seed_everything(0)
-    teacher = LeNet()
-    train_classifier(teacher, X, y, epochs=40, lr=3e-3, batch_size=64, weight_decay=1e-2, label_smoothing=0.0,
-                     schedule=one_cycle(), augment=ShiftAugment(max_shift=1, seed=0), seed=0, progress=False)
-    logits = distill.logits_of(teacher, X)
-    arms = {"scratch": {}, "augmented": dict(augment=True)}
-    arms.update({f"smoothed {eps}": dict(label_smoothing=eps) for eps in (0.1, 0.2, 0.4)})
-    arms.update({f"distilled T={T}": dict(soft_targets=logits, soft_loss=distill.distillation(T, 0.1)) for T in (2, 4, 8)})
-    out = {name: [] for name in arms}
-    correct = {name: [] for name in arms}
-    for seed in SEEDS:
-        for name, extra in arms.items():
-            extra = dict(extra)
-            if extra.pop("augment", False):
-                extra["augment"] = ShiftAugment(max_shift=1, seed=seed)
-            torch.manual_seed(seed)
-            student = LeNet(channels=(8, 16), hidden=32, dropout=0.0)
-            train_classifier(student, X, y, epochs=30, lr=1e-2, batch_size=256, weight_decay=0.0,
-                             schedule=one_cycle(), seed=seed, progress=False, **{"label_smoothing": 0.0, **extra})
-            correct[name].append((distill.logits_of(student, Xte).argmax(1) == yte).numpy())
-            out[name].append(100 * correct[name][-1].mean())
-    teacher_correct = (distill.logits_of(teacher, Xte).argmax(1) == yte).numpy()
-    for T in (2, 4, 8):
-        out[f"gain T={T}"] = list(np.subtract(out[f"distilled T={T}"], out["scratch"]))
-        # the notebook's share of the gap and its bootstrap half-width, for five triples of seeds
-        out[f"share T={T}"], out[f"half-width T={T}"] = [], []
-        for first in range(len(SEEDS)):
-            triple = [(first + k) % len(SEEDS) for k in range(3)]
-            sc, di = (np.stack([correct[n][k] for k in triple]) for n in ("scratch", f"distilled T={T}"))
-            e_t, e_s, e_d = 1 - teacher_correct.mean(), 1 - sc.mean(), 1 - di.mean()
-            out[f"share T={T}"].append(100 * distill.gap_recovered(e_t, e_s, e_d))
-            boot = distill.bootstrap_gap_recovered(teacher_correct, sc, di, n_boot=4000, seed=0)
-            out[f"half-width T={T}"].append(float(np.subtract(*np.nanpercentile(100 * boot, [97.5, 2.5]))) / 2)
-    return out
-
-
 STUDIES = {"lstm": lstm, "rnn-kinds": rnn_kinds, "gpt": gpt, "keras-lstm": keras_lstm, "mlm": mlm_loss, "autoencoder": autoencoder, "vae": vae_terms, "distillation": distillation}
 
 
