@@ -14,18 +14,24 @@ made only of padding has no key to attend to: keep at least one real token per r
 
 ``keras_block`` / ``copy_block_to_keras`` build the same block with ``keras.layers.MultiHeadAttention``.
 
+``as_language_model`` / ``target_correct`` turn a sequence-to-sequence task into next-token
+prediction, so that one decoder-only model (a ``GPT``, or an RNN language model such as
+``lib.rnn.CharRNN``) can be trained on it with ``lib.lm.lm_loss`` and scored position by position.
+
 Shapes: ``B`` batch, ``T`` length, ``V`` vocabulary. Every model here is device-agnostic.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from lib.attention import MultiHeadAttention
-from lib.train import eval_mode
-from lib.validate import is_int, require_ids, require_int, require_probability, require_tensor
+from lib.text import IGNORE_INDEX
+from lib.train import eval_mode, predict
+from lib.validate import describe, is_int, require_ids, require_int, require_module, require_probability, require_tensor
 
 
 @dataclass
@@ -214,6 +220,57 @@ class Seq2Seq(nn.Module):
                 hidden, _ = self.decoder.run(out, None, False, memory, src_pad_mask)
                 out = torch.cat([out, self.head(hidden[:, -1]).argmax(-1, keepdim=True)], dim=1)
         return out[:, 1:]
+
+
+# --------------------------------------------------------------------------- seq2seq as language modelling
+def _int_matrix(name: str, a) -> np.ndarray:
+    if not isinstance(a, (np.ndarray, torch.Tensor)):
+        raise TypeError(f"{name} must be a NumPy array or tensor of token ids (n, length), got {describe(a)}")
+    a = a.cpu().numpy() if isinstance(a, torch.Tensor) else a
+    if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be a 2-D integer array (n, length), got {a.dtype} {a.shape}")
+    return a
+
+
+def as_language_model(src, tgt, sep: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sequence-to-sequence task as next-token prediction for a decoder-only model.
+
+    ``src: (n, S)`` and ``tgt: (n, L)`` integer token ids. Returns ``ids = [src, sep, tgt[:-1]]`` and
+    ``targets = [IGNORE_INDEX] * S + tgt``, both ``(n, S + L)`` int64: the model reads the source and
+    the separator ``sep``, then writes the target one token at a time, scored on the target only
+    (``lib.lm.lm_loss`` skips ``IGNORE_INDEX``). Feeding the true previous target tokens is teacher
+    forcing, as in ``Seq2Seq``.
+    """
+    src, tgt = _int_matrix("src", src), _int_matrix("tgt", tgt)
+    if len(src) != len(tgt):
+        raise ValueError(f"src and tgt must have the same number of rows, got {len(src)} and {len(tgt)}")
+    sep = require_int("sep", sep, 0)
+    if (src == sep).any() or (tgt == sep).any():
+        raise ValueError(f"the separator {sep} also occurs in the data: choose a token id not used by src or tgt")
+    n, s_len = src.shape
+    ids = np.concatenate([src, np.full((n, 1), sep), tgt[:, :-1]], axis=1).astype(np.int64)
+    targets = np.concatenate([np.full((n, s_len), IGNORE_INDEX), tgt], axis=1).astype(np.int64)
+    return ids, targets
+
+
+def target_correct(model: nn.Module, ids, targets, *, batch_size: int = 1000) -> np.ndarray:
+    """``(n, L)`` bool: whether the model's most likely next token equals each target token.
+
+    ``ids, targets`` as made by :func:`as_language_model` (the ``L`` scored positions are the last
+    ones). Under teacher forcing a row that is all True is also what greedy decoding would write,
+    so ``.all(axis=1).mean()`` is the exact-match rate and ``.mean(axis=0)`` the accuracy per output
+    position.
+    """
+    require_module("model", model)
+    ids, targets = _int_matrix("ids", ids), _int_matrix("targets", targets)
+    if ids.shape != targets.shape:
+        raise ValueError(f"ids and targets must have the same shape, got {ids.shape} and {targets.shape}")
+    scored = targets != IGNORE_INDEX
+    first = int(np.argmax(scored.any(axis=0)))
+    if not scored.any() or not scored[:, first:].all():
+        raise ValueError("targets must score the same last positions of every row (as_language_model's layout)")
+    guesses = predict(model, torch.as_tensor(ids), batch_size=batch_size).argmax(-1).numpy()
+    return guesses[:, first:] == targets[:, first:]
 
 
 # --------------------------------------------------------------------------- Keras

@@ -164,3 +164,56 @@ def test_config_and_decoding_arguments_are_checked():
     block = Block(16, 2, cross_attention=True)
     with pytest.raises(ValueError, match=r"memory must have shape \(B, S, d_model\) = \(2, \*, 16\), got \(3, 4, 16\)"):
         block(torch.zeros(2, 5, 16), memory=torch.zeros(3, 4, 16))
+
+
+def test_as_language_model_layout():
+    import numpy as np
+
+    from lib.text import IGNORE_INDEX
+    from lib.transformer import as_language_model
+
+    src = np.array([[1, 2, 3], [4, 5, 6]])
+    tgt = src[:, ::-1].copy()
+    ids, targets = as_language_model(src, tgt, sep=9)
+    assert ids.dtype == np.int64 and targets.dtype == np.int64
+    assert ids.tolist() == [[1, 2, 3, 9, 3, 2], [4, 5, 6, 9, 6, 5]]
+    assert targets.tolist() == [[IGNORE_INDEX] * 3 + [3, 2, 1], [IGNORE_INDEX] * 3 + [6, 5, 4]]
+    # the target at position t is the token the model reads at position t + 1 (next-token prediction)
+    assert (ids[:, 4:] == targets[:, 3:-1]).all()
+    with pytest.raises(ValueError, match="separator"):
+        as_language_model(src, tgt, sep=3)
+    with pytest.raises(ValueError, match="same number of rows"):
+        as_language_model(src, tgt[:1], sep=9)
+    with pytest.raises(ValueError, match="2-D integer"):
+        as_language_model(src.astype(float), tgt, sep=9)
+    with pytest.raises(TypeError, match="NumPy array or tensor"):
+        as_language_model([[1, 2]], tgt, sep=9)
+
+
+def test_target_correct_scores_only_the_target_positions():
+    import numpy as np
+    from torch import nn
+
+    from lib.transformer import as_language_model, target_correct
+
+    class Copier(nn.Module):
+        """Writes the reversal of a 2-token source: after the separator the 2nd source token, then the 1st."""
+
+        def forward(self, ids):
+            guess = torch.zeros_like(ids)
+            guess[:, 2] = ids[:, 1]       # read at the separator: the last source token
+            guess[:, 3] = ids[:, 0]       # then the first one
+            guess[:, 0] = 7               # a wrong guess at an unscored (source) position
+            return F.one_hot(guess, 10).float()
+
+    src = np.array([[1, 2], [3, 4]])
+    ids, targets = as_language_model(src, src[:, ::-1].copy(), sep=9)
+    correct = target_correct(Copier(), ids, targets)
+    assert correct.shape == (2, 2) and correct.all()
+    wrong = targets.copy()
+    wrong[1, 3] = 0
+    assert target_correct(Copier(), ids, wrong).tolist() == [[True, True], [True, False]]
+    with pytest.raises(ValueError, match="same last positions"):
+        bad = targets.copy()
+        bad[0, 2] = -100
+        target_correct(Copier(), ids, bad)

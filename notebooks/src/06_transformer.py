@@ -12,9 +12,10 @@
 # - build multi-head attention equal to `nn.MultiheadAttention`, and a pre-norm Transformer block;
 # - give a Transformer a sense of order with sinusoidal and learned positional encodings;
 # - train an encoder–decoder Transformer to reverse sequences and read its attention maps;
-# - train a GPT-style language model on names and compare it with chapter 05's LSTM;
-# - measure what attention costs as sequences grow, and compare MLP, CNN, GRU and Transformer on
-#   MNIST-1D;
+# - train a GPT-style language model on names and compare it fairly with chapter 05's LSTM;
+# - find, and measure, where attention beats recurrence — outputs that need inputs far back — and
+#   why (path length, parallel training), and what it costs as sequences grow;
+# - choose between MLP, CNN, GRU and Transformer on MNIST-1D by validation accuracy;
 # - write the same block with Keras' `MultiHeadAttention`.
 
 # %%
@@ -23,6 +24,7 @@ import time
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,7 +40,7 @@ from lib.rnn import CharRNN
 from lib.text import CharVocab, names_split
 from lib.recipes import adamw, cosine
 from lib.train import count_parameters, eval_mode, evaluate, fit
-from lib.transformer import GPT, Block, Seq2Seq, TransformerConfig
+from lib.transformer import GPT, Block, Seq2Seq, TransformerConfig, as_language_model, target_correct
 from lib.widgets import InteractiveFigure
 
 device = setup_notebook(seed=0)
@@ -210,7 +212,12 @@ print("attention without positions is blind to order (permutation in, same permu
 # Each pair of columns is a clock running at its own speed; together they give every position a
 # unique code, and the dot product $PE_p \cdot PE_{p'}$ depends only on the distance $p - p'$.
 # **Learned encodings** (GPT, BERT) are simply a trainable table with one vector per position; we
-# draw the table of a trained model in section 7.
+# draw the table of a trained model in section 7. Most recent large models instead build *relative*
+# position into attention itself: **RoPE** (Su et al., 2021) rotates each query and key by an angle
+# proportional to its position, so that $q \cdot k$ depends only on their distance, and **ALiBi**
+# (Press et al., 2022) subtracts from each score a penalty proportional to the distance. Unlike a
+# learned table, neither has a largest position built in (LLaMA uses RoPE; ALiBi was designed to
+# read sequences longer than those it was trained on).
 
 # %%
 def sinusoidal_positions_scratch(max_len, d):
@@ -362,68 +369,66 @@ print("some cross-attention head peaks on the anti-diagonal for > 90% of output 
 # A **GPT** is a stack of causal blocks over token + learned position embeddings, with a linear layer
 # to next-character logits (tied to the token embedding, as in GPT-2): `lib.transformer.GPT`. It sees
 # the same data as chapter 05 — first names, the same split — and the `lib.lm` helpers train, score
-# and sample it exactly like the recurrent models. For the comparison we retrain chapter 05's LSTM
-# with chapter 05's recipe (`lib.lm.train_lm`, 15 epochs). The GPT learns more slowly per epoch —
-# it has no built-in notion of "the previous character" and must learn it from the position
-# embeddings — so it gets 60 epochs, batches of 32 and dropout 0.15 against over-fitting; both keep
-# their best validation epoch. (With more names or a GPU, give both models more width and epochs:
-# the Transformer's advantage grows with data and compute.)
+# and sample it exactly like the recurrent models.
 #
-# How close is close? Retraining the same LSTM with five seeds (`tools/seed_spread.py`) gave test NLLs
-# from 1.903 to 1.920, a standard deviation of 0.0071 nats/char; the difference between two single
-# runs then has a standard deviation of about $\sqrt 2 \times 0.0071 \approx 0.010$, and differences
-# below about 0.02 nats/char (two of those) are ties. The GPT is steadier: three seeds gave 1.886
-# to 1.890 (standard deviation 0.0022). Over seeds, then, the GPT's mean (1.887) is below the LSTM's
-# (1.911) by 0.024 nats/char, about seven standard errors of that difference; the single pair of runs
-# below, both with seed 0, shows less of it (0.017 in the stored run) because seed 0 is the LSTM's best
-# of five.
+# A fair comparison gives both models the same budget and the same tuning effort:
+# - **budget**: `lib.lm.train_lm`'s recipe (AdamW, cosine decay, clipping, the best validation epoch
+#   kept), 8 epochs of batches of 64 — the same 520 steps for both;
+# - **tuning**: the learning rate, chosen for each model from {3e-3, 1e-2} by the mean *validation*
+#   NLL over seeds 0–2 (`tools/seed_spread.py gpt`): the LSTM chose 1e-2 (mean validation NLL
+#   1.872 against 1.984 at 3e-3; chapter 05 used 3e-3), the GPT 3e-3 (2.012 against 2.146 at 1e-2,
+#   where it trains unstably). Nothing else was tuned for either.
 #
-# *A note for teachers:* on 4,000 names the GPT only just gets ahead. With 40 epochs it tied the LSTM
-# (1.899 against 1.897, with an earlier version of the training recipe); about twenty variants (width, depth, dropout, learning rate, batch size,
-# relative position biases) landed between 1.895 and 1.93. Only more training — 60 epochs, four
-# times the LSTM's 15 — puts it ahead. Those variants were compared on the test names, and the LSTM was
-# not tuned at all, so this is not yet an equal-effort comparison: read the 0.024 nats/char as "the
-# GPT can match and slightly beat the LSTM here", not as a measured architectural advantage.
+# Each final model is then scored once on the test names.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-KIND = "first"
 vocab = CharVocab()
-train_names, val_names, test_names = (names_split(KIND, s) for s in ("train", "val", "test"))
+train_names, val_names, test_names = (names_split("first", s) for s in ("train", "val", "test"))
 V = len(vocab)
-lm_results = {}
-seed_everything(0)
-lstm = CharRNN(V, "lstm", emb_dim=32, hidden_size=128)
-start = time.perf_counter()
-train_lm(lstm, train_names, val_names, vocab, epochs=15, lr=3e-3, batch_size=64, device=device)
-lm_results["LSTM (chapter 05)"] = (lstm, 15, time.perf_counter() - start)
-GPT_EPOCHS = 60
-seed_everything(0)
-gpt = GPT(TransformerConfig(vocab_size=V, d_model=64, n_heads=4, n_layers=2, max_len=16, dropout=0.15))
-start = time.perf_counter()
-train_lm(gpt, train_names, val_names, vocab, epochs=GPT_EPOCHS, lr=3e-3, batch_size=32, weight_decay=0.1,
-         device=device)
-lm_results["GPT"] = (gpt, GPT_EPOCHS, time.perf_counter() - start)
-bigram_nll = nll_per_char(BigramLM(train_names, vocab), test_names, vocab)
-print(f"{'bigram (chapter 05)':18s} {V * V:7d} counts                           test NLL {bigram_nll:.3f} nats/char")
-lm_nll = {}
-for name, (model, epochs, seconds) in lm_results.items():
-    lm_nll[name] = nll_per_char(model, test_names, vocab)
-    n = count_parameters(model)
-    print(f"{name:18s} {n:7d} parameters  {epochs:2d} epochs  {seconds:5.1f} s   test NLL {lm_nll[name]:.3f} nats/char")
+LM_EPOCHS = 8
+lm_makers = {"LSTM (chapter 05)": (lambda: CharRNN(V, "lstm", emb_dim=32, hidden_size=128), 1e-2),
+             "GPT": (lambda: GPT(TransformerConfig(vocab_size=V, d_model=64, n_heads=4, n_layers=2, max_len=16)), 3e-3)}
+bigram = BigramLM(train_names, vocab)
+lm_nll, lm_trained = {}, {}
+print(f"{'model':19s} {'parameters':>10s} {'steps':>6s} {'CPU s':>6s} {'val NLL':>8s} {'test NLL':>9s}  (nats/char)")
+print(f"{'bigram (chapter 05)':19s} {V * V:10d} {'–':>6s} {'–':>6s} {nll_per_char(bigram, val_names, vocab):8.3f} "
+      f"{nll_per_char(bigram, test_names, vocab):9.3f}")
+for name, (make, lr) in lm_makers.items():
+    seed_everything(0)
+    model = lm_trained[name] = make()
+    start = time.process_time()
+    history = train_lm(model, train_names, val_names, vocab, epochs=LM_EPOCHS, lr=lr, batch_size=64, device=device,
+                       progress=False)
+    seconds = time.process_time() - start
+    lm_nll[name] = nll_per_char(model, test_names, vocab)              # the test names, once per final model
+    print(f"{name:19s} {count_parameters(model):10d} {len(history.steps['train_loss']):6d} {seconds:6.1f} "
+          f"{nll_per_char(model, val_names, vocab):8.3f} {lm_nll[name]:9.3f}")
+gpt = lm_trained["GPT"]
 
 # %%
-# Measured numbers (see chapter 00): each within three times the standard deviation of the difference
-# between two runs, from the seed spreads measured by tools/seed_spread.py (LSTM 0.0071 nats/char over
-# five seeds, GPT 0.0022 over three; their difference sqrt(0.0071² + 0.0022²)).
-# The course's bar: the GPT is not worse than the LSTM on the same test names.
-results.expect("LSTM test NLL", lm_nll["LSTM (chapter 05)"], 1.903, results.tolerance_for_mean(0.0071, 1),
+# Tolerances: three times the standard deviation of the difference between two runs, from the spreads
+# over seeds 0-4 measured by tools/seed_spread.py gpt (LSTM 0.0028, GPT 0.0039 nats/char; for the
+# difference, the spread of the paired differences, 0.0038).
+bigram_nll = nll_per_char(bigram, test_names, vocab)
+results.expect("LSTM test NLL (8 epochs)", lm_nll["LSTM (chapter 05)"], 1.886, results.tolerance_for_mean(0.0028, 1),
                unit=" nats/char", digits=3, at_most=round(bigram_nll - 0.25, 3))
-results.expect("GPT test NLL", lm_nll["GPT"], 1.886, results.tolerance_for_mean(0.0022, 1),
+results.expect("GPT test NLL (8 epochs)", lm_nll["GPT"], 2.022, results.tolerance_for_mean(0.0039, 1),
                unit=" nats/char", digits=3, at_most=round(bigram_nll - 0.25, 3))
-results.expect("GPT minus LSTM test NLL", lm_nll["GPT"] - lm_nll["LSTM (chapter 05)"], -0.017,
-               results.tolerance_for_mean(math.hypot(0.0071, 0.0022), 1), unit=" nats/char", digits=3,
-               at_most=0.0)
+results.expect("GPT minus LSTM test NLL", lm_nll["GPT"] - lm_nll["LSTM (chapter 05)"], 0.136,
+               results.tolerance_for_mean(0.0038, 1), unit=" nats/char", digits=3, at_least=0.0)
+
+# %% [markdown]
+# **The LSTM wins here.** Over seeds 0–4 the GPT's test NLL is 0.134 nats/char above the LSTM's
+# (paired by seed; standard error 0.0017, so about 80 standard errors). At equal budget and equal
+# tuning, chapter 05's LSTM is clearly the better model of these 4,000 names, and the course's bar for
+# this section — the GPT's test NLL not worse than the LSTM's — is **not met**. (An earlier edition
+# had the GPT slightly ahead, 1.886 against 1.903, only because the GPT got 60 epochs and about twenty
+# variants compared on the test names, while the LSTM got 15 epochs at an untuned learning rate.)
+# Why? A name is short, and its letters depend mostly on the few just before them. Recurrence builds
+# that in; the GPT must learn what "the previous letter" means through its position embeddings, from
+# about 29,000 characters per epoch. The GPT also needs nearly twice the CPU time per step. The next
+# section shows the opposite regime.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -431,10 +436,10 @@ print("GPT samples:", ", ".join(sample(gpt, vocab, n=12, temperature=0.8, seed=0
 
 # %% [markdown]
 # The learned position table of the GPT, drawn as cosine similarities between positions. Unlike the
-# sinusoidal table, nothing forces neighbours to be alike, and in the stored run they are not, at the
-# start of a name: the first positions have nearly unrelated vectors, since the first letters must be
-# told apart exactly. The later positions, which few names reach, grow similar to one another — the
-# model learned "somewhere late in a long name" more than "next to position 9".
+# sinusoidal table, nothing forces neighbours to be alike. In the stored run
+# the first five positions have nearly unrelated vectors — the first letters of a name must be told
+# apart exactly — while positions 5 to 11, which fewer names reach, have similar ones: the model
+# learned "somewhere late in a name" more than "exactly position 9".
 
 # %%
 with torch.no_grad():
@@ -446,12 +451,151 @@ ax.grid(False)
 plt.show()
 
 # %% [markdown]
-# ## 8. What attention costs
+# ## 8. Where attention wins: looking far back
 #
-# Attention compares every query with every key: for a sequence of length $T$ it computes a
-# $T \times T$ matrix of scores per head — time and memory grow as $T^2$. A recurrent layer does one
-# step per position: linear in $T$, but the steps cannot run in parallel. We time one forward pass of
-# each (4 heads of width 16 against an LSTM with 64 hidden units, one sequence) as $T$ doubles.
+# On names the LSTM's built-in sense of order is worth more than attention's reach. A task where every
+# output needs an input far back turns this around. Take the reversal of section 6 and give it to
+# a *decoder-only* model: it reads the 8 digits, a separator (10), then writes the digits in reverse,
+# scored on those 8 outputs only (`lib.transformer.as_language_model`). Output $t$ must copy input
+# $7 - t$, which lies $2t + 1$ positions back: 1 position for the first output, 15 for the last.
+#
+# Both models see exactly the same thing: one epoch of the 10,000 training sequences (157 steps of 64),
+# the same recipe (`adamw`, cosine decay, clipping at 1) and the same tuning: the learning rate was
+# chosen for each from {3e-3, 1e-2} by the mean exact match on the 1,000 validation sequences over
+# seeds 0–2 (`tools/seed_spread.py gpt`). The LSTM chose 1e-2 (1.8% against 0.0% at 3e-3); the GPT
+# was exact at both and keeps the first, 3e-3. The two have about the same size (printed below): an
+# LSTM with 64 hidden units and a 2-layer GPT of width 32. We train each with seeds 0, 1 and 2 — the
+# same seed gives both the same batch order — and score each trained model once on the 1,000 test
+# sequences. Under teacher forcing a
+# sequence whose 8 outputs are all right is exactly what greedy decoding would write, so "all 8
+# right" is the exact match of section 6.
+
+# %%
+SEP = 10
+rev_train, rev_test = (as_language_model(*sequence_task("reverse", s, length=8, vocab=10), sep=SEP)
+                       for s in ("train", "test"))
+print("reads  :", rev_test[0][0].tolist())
+print("scored :", [t if t >= 0 else "-" for t in rev_test[1][0].tolist()], "('-' = not scored)")
+rev_makers = {"LSTM": lambda: CharRNN(11, "lstm", emb_dim=32, hidden_size=64),
+              "GPT": lambda: GPT(TransformerConfig(vocab_size=11, d_model=32, n_heads=2, n_layers=2, max_len=16))}
+rev_lr = {"LSTM": 1e-2, "GPT": 3e-3}                   # chosen on validation (above)
+print({name: count_parameters(make()) for name, make in rev_makers.items()}, "parameters")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+REV_SEEDS = (0, 1, 2)
+rev_correct = {name: [] for name in rev_makers}       # per seed: (1000, 8) bool, right or wrong
+rev_seconds = {name: 0.0 for name in rev_makers}
+for seed in REV_SEEDS:
+    for name, make in rev_makers.items():
+        seed_everything(seed)
+        model = make()
+        start = time.process_time()
+        fit(model, make_loader(*rev_train, batch_size=64, shuffle=True, seed=seed), epochs=1,
+            optimizer=adamw(model, lr=rev_lr[name], weight_decay=0.01), schedule=cosine, loss_fn=lm_loss,
+            clip_grad=1.0, device=device, progress=False)
+        rev_seconds[name] += time.process_time() - start
+        rev_correct[name].append(target_correct(model, *rev_test))    # the test set, once per trained model
+rev_exact = {name: np.array([100 * c.all(axis=1).mean() for c in runs]) for name, runs in rev_correct.items()}
+rev_digit = {name: np.array([100 * c.mean() for c in runs]) for name, runs in rev_correct.items()}
+print(f"{'':6s} {'CPU s/run':>9s} {'digits right (%), seeds 0-2':>28s} {'exact match (%), seeds 0-2':>28s}")
+print(f"{'chance':6s} {'':>9s} {'10.0':>28s} {'0.000001':>28s}")
+for name in rev_makers:
+    print(f"{name:6s} {rev_seconds[name] / len(REV_SEEDS):9.1f} {str(np.round(rev_digit[name], 1).tolist()):>28s} "
+          f"{str(np.round(rev_exact[name], 1).tolist()):>28s}")
+rev_diff = rev_exact["GPT"] - rev_exact["LSTM"]                      # paired: same seed, same batches
+rev_se = rev_diff.std(ddof=1) / math.sqrt(len(rev_diff))
+print(f"GPT minus LSTM, exact match: {rev_diff.mean():.1f} points, standard error {rev_se:.2f} "
+      f"({rev_diff.mean() / rev_se:.0f} standard errors)")
+
+# %%
+# Tolerances: the GPT's score has the binomial spread of a perfect score on 1,000 sequences; the difference
+# has the LSTM's spread over seeds 0-2 (0.76 points, tools/seed_spread.py gpt), for a mean of three seeds.
+results.expect("reverse as a language model: GPT exact match, mean of 3 seeds", rev_exact["GPT"].mean(), 100.0,
+               results.tolerance_for_accuracy(100.0, 1000), unit=" %", at_least=99.0)
+results.expect("reverse as a language model: GPT minus LSTM exact match, mean of 3 paired seeds", rev_diff.mean(),
+               98.4, results.tolerance_for_mean(0.76, 3), unit=" points", at_least=0.0)
+assert rev_diff.mean() > 2 * rev_se, (rev_diff.mean(), rev_se)
+print("the GPT's lead is more than two standard errors of the paired difference (both printed above)")
+
+# %% [markdown]
+# The GPT wins by far more than two standard errors. Where does the LSTM fail? Accuracy per output
+# position (mean over the three seeds):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for name, runs in rev_correct.items():
+    ax.plot(range(8), 100 * np.mean([c.mean(axis=0) for c in runs], axis=0), marker="o", label=name)
+ax.axhline(10, color="k", ls=":", label="chance")
+ax.set_xticks(range(8), [f"{t}\n({2 * t + 1})" for t in range(8)])
+ax.set(xlabel="output position t (how far back the digit it copies lies)", ylabel="digits right (%)", ylim=(0, 105),
+       title="Reversal after one epoch, test sequences")
+ax.legend()
+plt.show()
+lstm_by_pos = 100 * np.mean([c.mean(axis=0) for c in rev_correct["LSTM"]], axis=0)
+print("LSTM, digits right by output position (%):", np.round(lstm_by_pos, 0).tolist())
+
+# %% [markdown]
+# The LSTM gets the first output — the digit it read last — right most of the time, and the digits
+# read in the middle least often: every digit has to be stored in its one state vector of 64 numbers
+# and carried there until needed. The GPT looks each digit up directly, at any distance.
+#
+# ## 9. What attention costs, and why it wins anyway
+#
+# **Path length.** In an LSTM, the signal from a token $d$ steps back passes through $d$ recurrent
+# steps, forwards and (as gradient) backwards; in attention every position is one step from every
+# other. Here is the gradient of the last output of an *untrained* LSTM and GPT with respect to each
+# input position of a 64-token sequence — the signal that learning starts from:
+
+# %%
+def gradient_by_distance(model, embedding, ids):
+    """Mean over sequences of || d log p(token 0 at the last position) / d x_s ||, x_s the input
+    embedding at position s; returned for distances 0, 1, ... from the last position."""
+    kept = []
+    handle = embedding.register_forward_hook(lambda module, inputs, out: kept.append(out))
+    try:
+        log_p = model(ids)[:, -1].log_softmax(-1)[:, 0].sum()
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(log_p, kept[0])
+    return grad.norm(dim=-1).mean(0).flip(0)
+
+
+probe_ids = torch.randint(0, 10, (32, 64), generator=torch.Generator().manual_seed(0))
+seed_everything(0)
+probe_lstm_lm, probe_gpt = rev_makers["LSTM"](), GPT(TransformerConfig(vocab_size=11, d_model=32, n_heads=2,
+                                                                      n_layers=2, max_len=64))
+path = {"LSTM": gradient_by_distance(probe_lstm_lm, probe_lstm_lm.emb, probe_ids),
+        "GPT": gradient_by_distance(probe_gpt, probe_gpt.body.tok, probe_ids)}
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for name, g in path.items():
+    ax.semilogy(range(64), g, label=name)
+ax.yaxis.set_minor_formatter(NullFormatter())
+ax.set(xlabel="distance d to the last position", ylabel="gradient norm",
+       title="Gradient reaching an input d steps back (untrained)")
+ax.legend()
+plt.show()
+fade = {name: float(g[1] / g[60]) for name, g in path.items()}
+assert fade["LSTM"] > 1e6 and fade["GPT"] < 10, fade
+print("gradient at distance 1 over gradient at distance 60: LSTM more than a million, GPT less than 10")
+
+# %% [markdown]
+# The LSTM's gradient shrinks by more than six orders of magnitude over 60 steps (about eleven in the
+# figure), so a pattern that spans many steps gives it a faint signal to learn from; the GPT's
+# gradient, apart from its own position's, hardly depends on distance. (Training can teach an LSTM to
+# keep information longer, through its forget gate — chapter 05 — but it starts from here.)
+#
+# **Parallel training.** An LSTM must finish position $t - 1$ before it starts position $t$: $T$
+# steps one after another, whatever the hardware. A Transformer layer computes all $T$ positions at
+# once with a few matrix products, which a GPU spreads over thousands of cores. This notebook runs on
+# one CPU thread, where nothing runs in parallel, so the times below do not show this advantage; they
+# show the price.
+#
+# **The price.** Attention compares every query with every key: for a sequence of length $T$ it
+# computes a $T \times T$ matrix of scores per head — time and memory grow as $T^2$. A recurrent
+# layer's work is linear in $T$. We time one forward pass of each (4 heads of width 16 against an
+# LSTM with 64 hidden units, one sequence) as $T$ doubles.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -484,6 +628,9 @@ fig, ax = plt.subplots(figsize=(5.5, 3.8))
 for name, ts in cost.items():
     ax.loglog(lengths, 1e3 * np.array(ts), marker="o", label=name)
 ax.loglog(lengths, 1e3 * cost["attention"][-1] * (np.array(lengths) / lengths[-1]) ** 2, "k:", label="∝ T²")
+ax.set_xticks(lengths, [str(T_) for T_ in lengths])   # one label per measured length, no overlapping minor labels
+ax.xaxis.set_minor_formatter(NullFormatter())
+ax.yaxis.set_minor_formatter(NullFormatter())
 ax.set(xlabel="sequence length T", ylabel="forward time (ms)", title="Attention is quadratic in T")
 ax.legend()
 plt.show()
@@ -492,14 +639,20 @@ assert growth > 8, growth  # 8 times longer sequences: a linear cost would grow 
 print("attention time grows faster than linearly (T x 8 -> time x more than 8):", growth > 8)
 
 # %% [markdown]
-# ## 9. Model selection on MNIST-1D
+# Attention pays $T^2$ for one-step access to every position; an LSTM pays with a path of length $T$
+# and a fixed-size memory. For the short sequences of this chapter the price is small, and the
+# reversal of section 8 shows what it buys. Long-context models cut the price with attention that
+# never stores the $T \times T$ matrix (FlashAttention) or that looks at a window of keys only.
+#
+# ## 10. Model selection on MNIST-1D
 #
 # MNIST-1D (Greydanus, 2020) turns the ten digits into 1-D signals of length 40 — shifted, scaled,
 # sheared and noisy — small enough for a CPU yet hard enough to separate architectures. Its paper
 # reports test accuracies of 32% (logistic regression), 68% (MLP), 94% (CNN), 91% (GRU) and 96%
-# (a human). We train four models with the same budget (AdamW, cosine decay, 10 epochs, batches of
-# 64), choose each one's best epoch on a validation set of 500 training signals, and report the test
-# accuracy on the 1,000 test signals.
+# (a human). We train four models with the same budget and recipe (AdamW at 3e-3, cosine decay,
+# 6 epochs of batches of 64: 330 steps), each keeping its best epoch on a validation set of
+# 500 training signals, choose the architecture by **validation** accuracy, and score each trained
+# model once on the 1,000 test signals.
 
 # %%
 X_all, y_all = mnist1d("train")
@@ -554,41 +707,54 @@ class SignalTransformer(nn.Module):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-M1D_EPOCHS = 10
+M1D_EPOCHS = 6
 makers = {"MLP": lambda: nn.Sequential(nn.Linear(40, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
                                        nn.Linear(128, 10)),
           "CNN": ConvNet, "GRU": GRUNet, "Transformer": SignalTransformer}
-m1d_acc, m1d_params = {}, {}
+m1d_val, m1d_acc, m1d_params = {}, {}, {}
 for name, make in makers.items():
     seed_everything(0)
     model = make()
-    fit(model, make_loader(X_tr, y_tr, batch_size=64, shuffle=True), epochs=M1D_EPOCHS,
-        optimizer=adamw(model, lr=3e-3, weight_decay=0.01), schedule=cosine,
-        val_loader=make_loader(X_val, y_val, batch_size=500), device=device)
-    m1d_acc[name] = evaluate(model, make_loader(X_test, y_test, batch_size=500))["accuracy"]
+    history = fit(model, make_loader(X_tr, y_tr, batch_size=64, shuffle=True), epochs=M1D_EPOCHS,
+                  optimizer=adamw(model, lr=3e-3, weight_decay=0.01), schedule=cosine,
+                  val_loader=make_loader(X_val, y_val, batch_size=500), device=device, progress=False)
+    m1d_val[name] = history["val_accuracy"][history.best_epoch]            # the restored (best) epoch
+    m1d_acc[name] = evaluate(model, make_loader(X_test, y_test, batch_size=500))["accuracy"]   # test, once
     m1d_params[name] = count_parameters(model)
+m1d_choice = max(m1d_val, key=m1d_val.get)
 published = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94, "GRU": 0.91, "Transformer": None, "human": 0.96}
-print(f"{'model':20s} {'parameters':>10s} {'ours':>7s} {'published':>10s}")
+print(f"{'model':20s} {'parameters':>10s} {'validation':>10s} {'test':>7s} {'published':>10s}")
+print(f"{'majority class':20s} {'–':>10s} {np.bincount(y_val).max() / len(y_val):10.1%} "
+      f"{np.bincount(y_test).max() / len(y_test):7.1%} {'–':>10s}")
 for name, pub in published.items():
+    val_ = f"{m1d_val[name]:.1%}" if name in m1d_val else "–"
     ours = f"{m1d_acc[name]:.1%}" if name in m1d_acc else "–"
     params = f"{m1d_params[name]:d}" if name in m1d_params else "–"
-    print(f"{name:20s} {params:>10s} {ours:>7s} {('–' if pub is None else f'{pub:.0%}'):>10s}")
+    print(f"{name:20s} {params:>10s} {val_:>10s} {ours:>7s} {('–' if pub is None else f'{pub:.0%}'):>10s}")
+print("chosen on validation:", m1d_choice)
 
 # %%
-results.expect("MNIST-1D CNN test accuracy", 100 * m1d_acc["CNN"], 98.0, results.tolerance_for_accuracy(98.0, 1000),
+results.expect_choice("MNIST-1D architecture chosen on validation", m1d_choice, ["CNN"])
+results.expect("MNIST-1D CNN test accuracy", 100 * m1d_acc["CNN"], 97.1, results.tolerance_for_accuracy(97.1, 1000),
                unit=" %", at_least=94.0)
-runner_up = max(acc for name, acc in m1d_acc.items() if name != "CNN")
-# a difference of two accuracies: their tolerances add in quadrature
-results.expect("MNIST-1D: CNN minus the runner-up (the Transformer)", 100 * (m1d_acc["CNN"] - runner_up), 19.5,
-               math.hypot(results.tolerance_for_accuracy(98.0, 1000), results.tolerance_for_accuracy(78.5, 1000)),
+runner_up = max((acc for name, acc in m1d_val.items() if name != "CNN"))
+# a difference of two accuracies on the 500 validation signals: their tolerances add in quadrature
+results.expect("MNIST-1D validation: CNN minus the runner-up", 100 * (m1d_val["CNN"] - runner_up), 31.4,
+               math.hypot(results.tolerance_for_accuracy(97.4, 500), results.tolerance_for_accuracy(66.0, 500)),
                unit=" points", at_least=0.0)
 
 # %% [markdown]
 # The convolution's assumptions — local patterns, the same detector everywhere — match signals that
-# are randomly shifted; the Transformer must learn them from 3,500 examples. Model selection is
-# choosing the architecture whose assumptions fit the data, measured on held-out data.
+# are randomly shifted, and the CNN passes the published 94% within 330 steps. The MLP, GRU and
+# Transformer must learn those regularities from 3,500 examples, and 330 steps are not enough.
+# The published baselines were trained for about 6,000 steps (batches of 100, Adam at 1e-2). Trained
+# for 100 epochs (5,500 steps) instead of 6, with nothing else changed, our GRU passes 91%
+# validation accuracy after 15 epochs and ends at 92.6% (a single run, seed 0, outside this notebook:
+# it takes 40 s of CPU), in line with the published 91%: the GRU's gap in the table is the budget,
+# not the GRU (we did not run the MLP longer). Model selection is choosing the architecture whose assumptions fit the data — here, and at
+# this budget, clearly the CNN.
 #
-# ## 10. Widget: attention-map explorer
+# ## 11. Widget: attention-map explorer
 #
 # Pick a test sequence of the reversal model, which attention (encoder self-attention, decoder
 # self-attention, or cross-attention), a layer and a head. `attention_map` returns the weights and
@@ -636,7 +802,7 @@ assert np.allclose(np.triu(explorer.result, 1), 0)  # decoder self-attention is 
 print(f"widget at {explorer.values()}: {explorer.result.shape} weights, nothing above the diagonal: True")
 
 # %% [markdown]
-# ## 11. The same in Keras
+# ## 12. The same in Keras
 #
 # Keras has the attention layer built in: `keras.layers.MultiHeadAttention(num_heads, key_dim)`, with
 # `use_causal_mask=True` for a decoder. `lib.transformer.keras_block` builds the same pre-norm block
@@ -675,11 +841,15 @@ print(f"keras_block == lib.transformer.Block (to 1e-5): {close}")
 # - A **pre-norm block** is $x + \text{MHA}(\text{LN}(x))$ then $x + \text{MLP}(\text{LN}(x))$; stacks of
 #   blocks give encoders, GPT-style decoders and encoder–decoders. Our reversal model reads the
 #   input along the anti-diagonal and gets at least 99 % of held-out sequences right (100 % here).
-# - On 4,000 first names a small GPT only edges past the LSTM of chapter 05 (by about 0.02 nats/char
-#   over seeds), after four times more training and a tuning the LSTM did not get — not yet an
-#   equal-effort comparison: with little data the LSTM's built-in sense of order is worth a lot.
-#   Attention's $T^2$ cost is the price of looking everywhere at once.
-# - Architectures encode assumptions: on shifted signals (MNIST-1D) the CNN wins.
+# - On 4,000 first names, at equal budget (520 steps) and equal tuning, chapter 05's LSTM beats a
+#   slightly larger GPT by about 0.13 nats/char over five seeds: with little data and short-range
+#   structure, recurrence's built-in sense of order is worth more than attention's reach.
+# - Where each output needs an input far back (reversal as a language model), the GPT is exact after
+#   one epoch and the LSTM of the same size is not: attention reaches any position in one step, and
+#   its gradient does not fade with distance. The price is a $T^2$ cost in time and memory.
+# - Architectures encode assumptions: on shifted signals (MNIST-1D) the CNN wins on validation and
+#   passes the published accuracy in a few hundred steps; the GRU reaches its published 91% only in
+#   a longer run.
 #
 # ## Exercises
 #
@@ -752,3 +922,63 @@ def n_attention_weights(B, T, h):
 check.check_equal("n_attention_weights", check.answer_of(
     "n_attention_weights", lambda: [n_attention_weights(1, 8, 1), n_attention_weights(2, 10, 4)]), [64, 800])
 print(f"12 heads, 8,192 tokens: {n_attention_weights(1, 8192, 12) * 4 / 2**20:.0f} MiB of weights per layer")
+
+# %% [markdown]
+# **Exercise 5 — predict, then measure.** The LSTM of section 8 keeps every digit in its state of 64
+# numbers until it is needed. *Before running the next cells*: trained the same way (one epoch, same
+# recipe), would the same LSTM get a **higher** or **lower** exact match on 5-digit reversals than on
+# 8-digit ones? Return your prediction from `my_prediction()` and give your reason in a comment; the
+# cell after it trains the LSTM on 5-digit reversals (about a second) and the check compares.
+
+# %%
+def my_prediction():
+    ### BEGIN SOLUTION
+    return "higher"  # fewer digits to hold in the same state, each at most 9 positions back instead of 15
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+short_train, short_test = (as_language_model(*sequence_task("reverse", s, length=5, vocab=10), sep=SEP)
+                           for s in ("train", "test"))
+seed_everything(0)
+short_lstm = rev_makers["LSTM"]()
+fit(short_lstm, make_loader(*short_train, batch_size=64, shuffle=True, seed=0), epochs=1,
+    optimizer=adamw(short_lstm, lr=rev_lr["LSTM"], weight_decay=0.01), schedule=cosine, loss_fn=lm_loss, clip_grad=1.0,
+    device=device, progress=False)
+short_exact = 100 * target_correct(short_lstm, *short_test).all(axis=1).mean()
+print(f"LSTM exact match after one epoch (seed 0): 5 digits {short_exact:.1f}%, 8 digits {rev_exact['LSTM'][0]:.1f}%")
+
+# %%
+measured = "higher" if short_exact > rev_exact["LSTM"][0] else "lower"
+predicted = check.answer_of("my_prediction", my_prediction)
+check.check_true("my_prediction", predicted == measured,
+                 f"you predicted {predicted!r}; the measurement says {measured!r} "
+                 f"({short_exact:.1f}% exact match on 5 digits against {rev_exact['LSTM'][0]:.1f}% on 8). "
+                 "Think about how much the state must hold, and how far back each digit lies.")
+
+# %% [markdown]
+# ## Further reading
+#
+# - Bahdanau, Cho & Bengio (2015), *Neural machine translation by jointly learning to align and
+#   translate* — attention born as a soft alignment inside a recurrent encoder–decoder.
+# - Vaswani et al. (2017), *Attention is all you need* — the Transformer: scaled dot-product and
+#   multi-head attention, sinusoidal positions, the encoder–decoder of section 6.
+# - Radford et al. (2019), *Language models are unsupervised multitask learners* (GPT-2) — the
+#   decoder-only recipe of section 7: pre-norm blocks, learned positions, tied embeddings.
+# - Xiong et al. (2020), *On layer normalization in the Transformer architecture* — why pre-norm
+#   blocks train without a learning-rate warm-up.
+# - Su et al. (2021), *RoFormer* (RoPE), and Press, Smith & Lewis (2022), *Train short, test long*
+#   (ALiBi) — relative positions inside attention.
+# - Olsson et al. (2022), *In-context learning and induction heads* — how attention heads in trained
+#   language models find an earlier token and copy what followed it.
+# - Dao et al. (2022), *FlashAttention* — exact attention without storing the $T \times T$ matrix.
+# - Greydanus (2020), *Scaling down deep learning* — MNIST-1D and the baselines of section 10.
+# - Dive into Deep Learning (d2l.ai), chapter 11, *Attention Mechanisms and Transformers* — the same
+#   ground with more variants (additive attention, Bahdanau's model, vision Transformers).
+# - Karpathy, *Neural Networks: Zero to Hero*, "Let's build GPT" — a GPT written line by line, the
+#   best companion to section 7.
+# - Prince, *Understanding Deep Learning*, chapter 12 (Transformers) — clear figures of attention,
+#   positions and the three Transformer families.
+# - Goodfellow, Bengio & Courville, *Deep Learning*, section 10.7 — the challenge of long-term
+#   dependencies in recurrent networks, the problem section 9 measures.
