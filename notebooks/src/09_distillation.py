@@ -349,16 +349,43 @@ results.expect_choice("label smoothing chosen on validation (first within one s.
                       [0.1, 0.2, 0.4])
 
 # %% [markdown]
+# ### Which arm is better? Decided on validation
+#
+# The comparisons are **paired**: for each seed, an arm's result minus the scratch student's of the same
+# seed (same initial weights, same batches). By the course's rule (`results.paired_comparison`) an arm
+# is **better** if the mean paired difference lies more than two standard errors from zero; otherwise
+# the honest word is **tie**. Like every choice, this is decided on validation. The chosen $T$ and
+# $\varepsilon$ were picked on these same validation runs, which flatters the distilled and smoothed arms
+# a little; the test numbers further down are free of that.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+pairs = {("distilled", "scratch"): (val["distilled", best_T], val["scratch", None]),
+         ("smoothed", "scratch"): (val["smoothed", best_eps], val["scratch", None]),
+         ("augmented", "scratch"): (val["augmented", None], val["scratch", None]),
+         ("distilled", "smoothed"): (val["distilled", best_T], val["smoothed", best_eps])}
+verdicts = {}
+for (a, b), (acc_a, acc_b) in pairs.items():
+    paired = results.paired_comparison(acc_a, acc_b, names=(a, b))
+    verdicts[a, b] = paired.verdict
+    print(f"{a} − {b} (validation, points): {paired}; {a} ahead on {int((acc_a > acc_b).sum())} of 3 seeds")
+
+# %%
+results.expect_choice("distilled vs scratch on validation", verdicts["distilled", "scratch"],
+                      ["distilled better", "tie"])
+results.expect_choice("smoothed vs scratch on validation", verdicts["smoothed", "scratch"], ["tie"])
+results.expect_choice("augmented vs scratch on validation", verdicts["augmented", "scratch"], ["tie"])
+results.expect_choice("distilled vs smoothed on validation", verdicts["distilled", "smoothed"],
+                      ["distilled better", "tie"])
+
+# %% [markdown]
 # ### The final models, each tested once
 #
 # Every choice is made; now, and only now, each final model meets the test split, once: the teacher,
 # and the three students of each arm (the distilled ones at the chosen $T$, the smoothed ones at the
 # chosen $\varepsilon$). `test_correct` keeps, for each model, which of the 360 test images it gets
-# right; every number below is computed from it.
-#
-# The comparisons are **paired**: for each seed, the gain of an arm over the scratch student of the same
-# seed (same initial weights, same batches). An arm **beats** scratch if the mean paired gain is more
-# than two standard errors above zero; otherwise the honest word is **tie**.
+# right; every number below is computed from it. The paired differences are printed as measurements;
+# the verdicts above stay those of validation.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -377,18 +404,15 @@ test_acc = {name: 100 * c.mean(1) for name, c in test_correct.items()}   # one a
 distilled_name, smoothed_name = list(final)[1:3]
 
 logreg_test = 100 * logreg.score(pixels(X_test), y_test.cpu().numpy())
-print(f"{'model':24s} test accuracy (%, per seed)     mean ± std   paired gain over scratch (points)")
+print(f"{'model':24s} test accuracy (%, per seed)     mean ± std   paired difference from scratch (points)")
 print(f"{'logistic regression':24s} {logreg_test:5.1f}")
 print(f"{'teacher (1 run)':24s} {test_acc['teacher'][0]:5.1f}")
-verdicts = {}
 for name in final:
     acc = test_acc[name]
     line = f"{name:24s} {str(np.round(acc, 1)):27s} {acc.mean():5.2f} ± {acc.std(ddof=1):.2f}"
     if name != "scratch":
         gain = acc - test_acc["scratch"]
-        verdicts[name] = "beats scratch" if gain.mean() > 2 * se(gain) else "tie with scratch"
-        line += (f"   {gain.mean():+.2f} ± {se(gain):.2f} (s.e.), ahead on {int((gain > 0).sum())} of "
-                 f"{len(gain)} seeds -> {verdicts[name]}")
+        line += f"   {gain.mean():+.2f} ± {se(gain):.2f} (s.e.), ahead on {int((gain > 0).sum())} of {len(gain)} seeds"
     print(line)
 for rival in (smoothed_name, "augmented"):
     d = test_acc[distilled_name] - test_acc[rival]
@@ -415,21 +439,20 @@ results.expect("augmented student test accuracy, mean of 3 seeds", test_acc["aug
                results.tolerance_for_mean(0.9, 3), unit=" %")
 
 # %% [markdown]
-# **What the stored run shows** (the numbers above; another CPU behaves like other seeds). Both ways of
-# softening the targets help by about a point. The distilled student ($T = 4$) gains $+1.20 \pm 0.88$
-# points over its scratch twin and is ahead on 2 of 3 seeds; the smoothed one gains $+1.02 \pm 0.40$ and
-# is ahead on all 3. By the two-standard-error rule label smoothing beats scratch and distillation
-# **ties** with it — not because its mean gain is smaller (it is larger) but because it varies more from
-# seed to seed — and distilled against smoothed is a tie too ($+0.19 \pm 0.74$). The augmentation
-# control points the other way: the augmented student is no better than scratch ($-0.37 \pm 0.76$, a
-# tie), and the distilled student is ahead of it on all three seeds. So the teacher's shifts, handed to
-# the student directly, are not what helps; softer targets than one-hot labels are, and on these digits
-# the teacher's image-specific soft targets are not measurably better than a uniform smoothing of the
-# labels (Müller, Kornblith & Hinton, 2019, compare the two). Scratch has no knob to tune; distillation
-# and smoothing had three settings each. Three seeds on 360 test images decide little: the five-seed
-# study in `tools/seed_spread.py` finds paired gains of $0.94 \pm 0.52$ at $T = 4$ (a tie) and
-# $1.06 \pm 0.27$ at $T = 8$ (a win). The chapter's bar — the distilled student's mean above the
-# scratch student's — holds; the stronger claim, beyond two standard errors, does not in this run.
+# **What the stored run shows** (the numbers above; another CPU behaves like other seeds). On validation,
+# where the verdicts are taken, every comparison is a **tie** by the two-standard-error rule: the
+# distilled student is ahead of its scratch twin by $+0.56 \pm 0.28$ points — exactly on the line of two
+# standard errors — and of the smoothed one by $+0.65 \pm 0.46$; smoothing and augmentation are within
+# their noise of scratch. On test, the distilled student's mean is above the scratch student's by
+# $+1.20 \pm 0.88$ points (ahead on 2 of 3 seeds), the chapter's bar; but label smoothing, with no
+# teacher, gains about as much ($+1.02 \pm 0.40$), and distilled minus smoothed is $+0.19 \pm 0.74$. The
+# augmented student is no better than scratch on either split, so the teacher's shifts, handed to the
+# student directly, are not what helps. What these data support: softer targets than one-hot labels help
+# this student by about a point on test, and the teacher's image-specific soft targets are not measurably
+# better than a uniform smoothing of the labels (Müller, Kornblith & Hinton, 2019, compare the two).
+# Scratch has no knob to tune; distillation and smoothing had three settings each, on the same three
+# seeds. Three seeds on 360 images decide little: the five-seed study in `tools/seed_spread.py` finds
+# test gains over scratch of $0.94 \pm 0.52$ points at $T = 4$ and $1.06 \pm 0.27$ at $T = 8$.
 #
 # ### How much of the gap? An interval, not a point
 #
@@ -631,9 +654,9 @@ results.expect("Keras distilled student test accuracy", 100 * keras_acc, 98.1,
 #   keeps the soft gradients $T$-independent, and at high $T$ the soft term becomes matching logits.
 # - Here a student with 14x fewer parameters (11x fewer bytes on disk, several times faster on a CPU)
 #   gains about a point of test accuracy from distillation over the same network trained on the labels
-#   (stored run: $+1.2 \pm 0.9$ points, paired over three seeds — the mean is above scratch, a tie by
-#   the two-standard-error rule). Label smoothing, with no teacher, gains as much; the teacher's
-#   augmentation given to the student directly does not.
+#   (stored run: $+1.2 \pm 0.9$ points on test, paired over three seeds; on validation, where the
+#   verdict is taken, $+0.56 \pm 0.28$, a tie by the two-standard-error rule). Label smoothing, with no
+#   teacher, gains about as much; the teacher's augmentation given to the student directly does not.
 # - The share of the teacher–student gap recovered (50 % in the stored run) has a 95 % bootstrap interval
 #   from −39 % to 92 %: 360 test images cannot pin it down, and ±15 points would need about 6,800.
 # - Choose $T$ (and any rival's knob) on validation with a rule that resists noise, compare arms paired
