@@ -6,10 +6,10 @@ encoder), fine-tuned (pretrained encoder, every weight trained), linear probe (p
 frozen, only the head trained). Shapes: ``B`` batch, ``T`` length, ``d`` width, ``C`` classes.
 
 - ``Classifier``, ``freeze``/``unfreeze`` (parameters are counted by ``lib.train.count_parameters``);
-- ``finetune`` and ``linear_probe`` (through ``lib.train.fit``, class-weighted cross-entropy),
+- ``finetune`` and ``linear_probe`` (through ``lib.train.fit``, class-weighted cross-entropy; ``BucketSampler``
+  batches similar lengths together),
   ``encode_features``, ``predict_labels``;
-- the labelled task: ``gender_task`` (which census list a first name is on), ``balanced_subset``;
-- ``keras_head``: the same kind of head in Keras, for frozen features.
+- the labelled task: ``name_kind_task`` (first name or surname), ``balanced_subset``.
 """
 from __future__ import annotations
 
@@ -117,8 +117,9 @@ def _check_labels(labels: torch.Tensor, n_classes: int, n: int | None = None) ->
     require_labels("labels", labels, n_classes, n)
 
 
-class _BucketSampler(torch.utils.data.Sampler):
-    """Batches of similar lengths (``lib.mlm.length_buckets``), drawn afresh every epoch."""
+class BucketSampler(torch.utils.data.Sampler):
+    """Batches of row indices of similar lengths (``lib.mlm.length_buckets``), drawn afresh every epoch
+    from a generator seeded by ``seed``. ``ids: (N, T)`` is padded with 0 (token ids, or an attention mask)."""
 
     def __init__(self, ids: torch.Tensor, batch_size: int, seed: int) -> None:
         self.ids, self.batch_size = ids, batch_size
@@ -151,7 +152,7 @@ def finetune(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, *, epoch
     require_int("seed", seed, 0)
     return train_classifier(model, ids, labels, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=0.01,
                             label_smoothing=0.0, schedule=constant, class_weight=class_weights(labels, n_classes),
-                            batch_sampler=_BucketSampler(ids, batch_size, seed) if bucket else None, seed=seed,
+                            batch_sampler=BucketSampler(ids, batch_size, seed) if bucket else None, seed=seed,
                             device=device, progress=progress)
 
 
@@ -200,26 +201,31 @@ def predict_labels(model: nn.Module, ids: torch.Tensor, batch_size: int = 1024) 
 
 
 # --------------------------------------------------------------------------- the labelled task
-GENDER_CLASSES = ("female list", "male list")
+NAME_KIND_CLASSES = ("first name", "surname")
 
 
-def gender_task(split: str = "train", vocab: CharVocab | None = None,
-                length: int = 15) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """First names of one split labelled by the census list they are on: 0 female, 1 male.
+def name_kind_task(split: str = "train", vocab: CharVocab | None = None, length: int = 15,
+                   seed: int = 0) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Names of one split labelled by the census list they come from: 0 first name, 1 surname.
 
-    Names on both lists (e.g. "jordan") are left out: their label would be a coin toss. Returns
-    ``names``, ``ids: (N, length)`` (``.name.`` padded, as ``CharVocab.batch``) and ``labels: (N,)``.
+    Names on both a first-name list and the surname list (e.g. "james", "taylor") are left out: their
+    label would be a coin toss. The training split keeps every name (2,510 first names, 69,377
+    surnames: draw labelled subsets with ``balanced_subset``); validation and test keep every first
+    name and as many surnames, drawn with ``seed``, so that chance is 50%. Returns ``names``,
+    ``ids: (N, length)`` (``.name.`` padded, as ``CharVocab.batch``) and ``labels: (N,)``.
     """
     check_split(split)
     require_positive_int("length", length)
+    require_int("seed", seed, 0)
     vocab = vocab or CharVocab()
-    lists: dict[str, set[str]] = {"female": set(), "male": set()}
-    for record in load_names():
-        if record.source in lists:
-            lists[record.source].add(record.name)
-    both = lists["female"] & lists["male"]
-    names = [n for n in names_split("first", split) if n not in both]
-    labels = torch.tensor([int(n in lists["male"]) for n in names], dtype=torch.long)
+    first = {r.name for r in load_names() if r.source in ("female", "male")}
+    last = {r.name for r in load_names() if r.source == "last"}
+    firsts = [n for n in names_split("first", split) if n not in last]
+    lasts = [n for n in names_split("last", split) if n not in first]
+    if split != "train":
+        lasts = [lasts[i] for i in np.random.default_rng(seed).permutation(len(lasts))[:len(firsts)]]
+    names = firsts + lasts
+    labels = torch.tensor([0] * len(firsts) + [1] * len(lasts), dtype=torch.long)
     return names, vocab.batch(names, length=length), labels
 
 
@@ -246,22 +252,3 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
                 take[i] += 1
     chosen = np.concatenate([p[:k] for p, k in zip(pools, take)])
     return torch.from_numpy(np.sort(chosen))
-
-
-def keras_head(d_in: int, n_classes: int = 2, hidden: int = 32, dropout: float = 0.1):
-    """The fine-tuning head in Keras: ``(batch, d_in)`` frozen features -> class probabilities.
-
-    Dense(hidden, relu) -> Dropout -> Dense(n_classes, softmax), compiled with Adam and sparse
-    categorical cross-entropy. Keras is imported here, lazily, through ``lib.keras_models``; initial
-    weights and dropout come from its global generator (call ``lib.device.seed_everything`` first).
-    """
-    from lib.keras_models import load_keras
-
-    keras = load_keras()
-    model = keras.Sequential([keras.Input(shape=(d_in,)),
-                              keras.layers.Dense(hidden, activation="relu"),
-                              keras.layers.Dropout(dropout),
-                              keras.layers.Dense(n_classes, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model

@@ -10,7 +10,7 @@ boundary 1, mask 2, letters from 3 on; a ``pad_mask`` is True at padding, as in 
 - ``mlm_loss``: cross-entropy averaged over the chosen positions only.
 - ``MaskedLM`` (encoder + BERT's MLM head); ``MaskedBatches`` (length-bucketed batches, masked
   afresh every time) and ``mlm_step``, with which ``pretrain`` trains through ``lib.train.fit``;
-  ``evaluate_mlm`` (held-out loss and accuracy), ``fill_masks`` (the model's guesses).
+  ``evaluate_mlm`` (held-out loss, and accuracy on the ``hidden_positions``), ``fill_masks`` (the model's guesses).
 
 Fine-tuning the pretrained encoder on labels lives in ``lib.finetuning``.
 """
@@ -184,15 +184,26 @@ class MaskedBatches:
             yield mask_tokens(batch, self.vocab_size, rate=self.rate, generator=self.generator)
 
 
+def hidden_positions(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` bool: chosen positions whose input was changed (masked or replaced by another letter).
+
+    The chosen positions left unchanged (about 10%) show the answer in the input, so an accuracy that
+    counted them would reward copying: masked-letter accuracies are measured on these positions only.
+    """
+    return (targets != IGNORE) & (inputs != targets)
+
+
 def mlm_step(model: MaskedLM, batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
     """The ``lib.train.fit`` step of MLM pretraining: ``mlm_loss`` of ``model(inputs)`` on a batch
-    ``(inputs, targets)``, weighted by the number of masked positions, with ``accuracy`` the share of
-    masked letters predicted right."""
+    ``(inputs, targets)``, weighted by the number of chosen positions, with ``accuracy`` the share of
+    hidden letters (``hidden_positions``: masked or replaced, not the unchanged ones) predicted right."""
     inputs, targets = batch
     logits = model(inputs)
     chosen = targets != IGNORE
+    hidden = hidden_positions(inputs, targets)
     n = int(chosen.sum())
-    accuracy = float((logits.detach().argmax(-1)[chosen] == targets[chosen]).float().mean()) if n else 0.0
+    accuracy = (float((logits.detach().argmax(-1)[hidden] == targets[hidden]).float().mean())
+                if hidden.any() else 0.0)
     return {"loss": mlm_loss(logits, targets), "n": n, "accuracy": accuracy}
 
 
@@ -224,8 +235,9 @@ def evaluate_mlm(model: MaskedLM, ids: torch.Tensor, *, rate: float = 0.15, seed
                  top_k: int = 1, batch_size: int = 1024) -> tuple[float, float]:
     """Held-out MLM ``(loss, accuracy)`` over ``ids: (N, T)`` with fixed, seeded masks.
 
-    Loss is averaged over all masked positions of the set (not per batch); accuracy is the share
-    of masked positions whose original token is among the model's ``top_k`` guesses. Eval mode.
+    Loss is averaged over all chosen positions of the set (not per batch), as in training; accuracy
+    is the share of hidden positions (``hidden_positions``: masked or replaced, never the unchanged
+    ones, whose answer is in the input) whose original token is among the model's ``top_k`` guesses.
     """
     _check_masked_lm(model)
     require_ids("ids", ids)
@@ -236,20 +248,22 @@ def evaluate_mlm(model: MaskedLM, ids: torch.Tensor, *, rate: float = 0.15, seed
     generator = torch.Generator().manual_seed(seed)
     device = model_device(model)
     with eval_mode(model):
-        loss_sum, correct, count = 0.0, 0, 0
+        loss_sum, correct, count, hidden_count = 0.0, 0, 0, 0
         for start in range(0, len(ids), batch_size):
             batch, = trim_padding(ids[start:start + batch_size], pad_id=model.pad_id)
             inputs, targets = mask_tokens(batch, vocab_size, rate=rate, generator=generator)
             logits, targets = model(inputs.to(device)), targets.to(device)
             chosen = targets != IGNORE
+            hidden = hidden_positions(inputs.to(device), targets)
             loss_sum += float(F.cross_entropy(logits[chosen], targets[chosen], reduction="sum"))
-            best = logits[chosen].topk(top_k, dim=-1).indices                    # (|M|, top_k)
-            correct += int((best == targets[chosen].unsqueeze(-1)).any(-1).sum())
+            best = logits[hidden].topk(top_k, dim=-1).indices                    # (|H|, top_k)
+            correct += int((best == targets[hidden].unsqueeze(-1)).any(-1).sum())
             count += int(chosen.sum())
-    if count == 0:
+            hidden_count += int(hidden.sum())
+    if count == 0 or hidden_count == 0:
         raise ValueError(f"no position of the {len(ids)} sequences was masked (too few ordinary tokens at "
                          f"rate={rate}): loss and accuracy are undefined")
-    return loss_sum / count, correct / count
+    return loss_sum / count, correct / hidden_count
 
 
 @torch.no_grad()

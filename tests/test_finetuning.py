@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.finetuning import (Classifier, balanced_subset, class_weighted_ce, encode_features, finetune, gender_task,
-                            keras_head, predict_labels)
+from lib.finetuning import (Classifier, balanced_subset, class_weighted_ce, encode_features, finetune,
+                            name_kind_task, predict_labels)
+from lib.text import load_names
 from lib.text import CharVocab
 from lib.transformer import Encoder
 
@@ -36,29 +37,29 @@ def test_class_weighted_ce_balances_classes():
     assert torch.allclose(class_weighted_ce(balanced, 2)(logits, balanced), F.cross_entropy(logits, balanced))
 
 
-def test_gender_task_and_balanced_subset():
-    names, ids, labels = gender_task("test")
-    assert len(names) == len(labels) == len(ids) and set(labels.tolist()) == {0, 1}
-    assert "jordan" not in names            # on both lists: left out
-    train_names, _, _ = gender_task("train")
-    assert not set(names) & set(train_names)
+def test_name_kind_task_and_balanced_subset():
+    names, ids, labels = name_kind_task("test")
+    assert len(names) == len(labels) == len(ids) and torch.bincount(labels).tolist() == [313, 313]
+    first = {r.name for r in load_names() if r.source != "last"}
+    last = {r.name for r in load_names() if r.source == "last"}
+    assert all((n in first) != (n in last) for n in names)           # never on both kinds of list
+    assert all((n in last) == bool(y) for n, y in zip(names, labels.tolist()))
+    assert "james" not in names and "jordan" not in names
+    train_names, _, train_labels = name_kind_task("train")
+    assert not set(names) & set(train_names) and int((train_labels == 0).sum()) == 2510
+    assert name_kind_task("test")[0] == names and name_kind_task("test", seed=1)[0] != names
     idx = balanced_subset(labels, 32, seed=0)
     assert len(idx) == 32 and len(set(idx.tolist())) == 32
     assert torch.bincount(labels[idx]).tolist() == [16, 16]
     assert torch.equal(idx, balanced_subset(labels, 32, seed=0))
     assert not torch.equal(idx, balanced_subset(labels, 32, seed=1))
-    big = balanced_subset(labels, 300, seed=0)  # more than twice the smaller class: fill from the other
-    assert len(big) == 300 and int((labels[big] == 1).sum()) == int((labels == 1).sum())
+    assert set(idx.tolist()) <= set(balanced_subset(labels, 128, seed=0).tolist())  # nested with one seed
+    skewed = labels[:400]  # 313 first names, 87 surnames: fill from the larger class
+    big = balanced_subset(skewed, 300, seed=0)
+    assert len(big) == 300 and int((skewed[big] == 1).sum()) == 87
     assert len(balanced_subset(labels, 10**6)) == len(labels)
     with pytest.raises(ValueError, match="positive"):
         balanced_subset(labels, 0)
-
-
-def test_keras_head_shapes():
-    model = keras_head(8, n_classes=3, hidden=4)
-    out = model.predict(torch.randn(5, 8).numpy(), verbose=0)
-    assert out.shape == (5, 3)
-    assert abs(float(out.sum()) - 5.0) < 1e-4
 
 
 def test_labels_batch_sizes_and_counts_are_checked():

