@@ -271,8 +271,9 @@ assert crossings(plain) == 40 and crossings(heavy) < 10 and n_heavy < n_plain / 
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
 for ax, (name, path) in zip(axes, [("plain GD", plain), ("momentum μ = 0.9", heavy)]):
-    contour_path(mse_shift, {name: path[:41]}, extent=(0, 4, -8, -3.5), optimum=theta_shift, ax=ax,
+    contour_path(mse_shift, {name: path[:41]}, extent=(-0.5, 4, -8, -3.5), optimum=theta_shift, ax=ax,
                  title=f"{name}: the first 40 steps")
+    ax.legend(fontsize=8, loc="lower left")                 # away from the start at the top right
 axes[1].set_ylabel("")
 fig.suptitle("A long, thin valley: plain GD zig-zags across it, momentum moves along it")
 plt.show()
@@ -486,9 +487,9 @@ for (ours_name, theirs_name), (ours, theirs) in torch_cases.items():
 #   \frac{\partial L}{\partial b} = \frac1n \sum_i (p_i - y_i).$$
 #
 # We train it with our Adam on the "moons" set and compare with scikit-learn's solver, which minimises
-# the same loss (no regularisation) by a second-order method. The moons overlap, so the best line
-# misclassifies some points — a straight boundary is all a linear model can draw (chapter 02 fixes
-# that with a hidden layer).
+# the same loss (no regularisation) by a quasi-Newton method (L-BFGS). The two moons are not linearly
+# separable — each curls into the other — so the best line misclassifies some points: a straight
+# boundary is all a linear model can draw (chapter 02 fixes that with a hidden layer).
 
 # %%
 from sklearn.linear_model import LogisticRegression

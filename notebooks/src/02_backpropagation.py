@@ -665,8 +665,8 @@ plt.show()
 # gradient norm at every layer of a 12-layer PyTorch network at initialisation (PyTorch's default
 # initialisation, random inputs and targets). Expect both curves to fall towards the input — ReLU
 # halves the signal's energy at every layer, and PyTorch's default weights are too small to make up for
-# it, together about a factor 2 per layer here (chapter 03's He initialisation doubles the weights'
-# variance to compensate exactly) — but the sigmoid's far faster. Chapter 05 returns to vanishing gradients, through time.
+# it, together about a factor 2 per layer here (chapter 03's He initialisation, variance $2/n_\text{in}$
+# instead of PyTorch's default $1/(3n_\text{in})$, compensates exactly) — but the sigmoid's far faster. Chapter 05 returns to vanishing gradients, through time.
 
 # %%
 def layer_gradient_norms(activation, depth=12, width=64, seed=0):
