@@ -158,7 +158,9 @@ class Paired(NamedTuple):
     verdict: str
 
     def __str__(self) -> str:
-        return f"difference {self.mean:+.4g} ± {self.se:.2g} (standard error, {self.n} paired seeds): {self.verdict}"
+        t = abs(self.mean) / self.se if self.se > 0 else math.inf
+        return (f"difference {self.mean:+.4g} ± {self.se:.2g} (standard error, {self.n} paired seeds; "
+                f"{t:.1f} standard errors, {self.n - 1} degrees of freedom): {self.verdict}")
 
 
 def paired_comparison(a: Sequence[Any], b: Sequence[Any], *, names: tuple[str, str] = ("A", "B"),
@@ -168,7 +170,9 @@ def paired_comparison(a: Sequence[Any], b: Sequence[Any], *, names: tuple[str, s
     the differences ``a[i] - b[i]`` lies more than two standard errors from zero, else it is ``"tie"``.
 
     Print the returned value (its ``str`` gives the numbers) in an ignored cell, and check the verdict
-    with :func:`expect_choice`, since the numbers change with the CPU.
+    with :func:`expect_choice`, since the numbers change with the CPU. Two standard errors is a low bar
+    with few seeds (with three, a 95% t-test would ask for 4.3), which is why the ``str`` also gives
+    the ratio and the degrees of freedom: say "suggestive" in the text when the ratio is below that.
     """
     require_int("min_pairs", min_pairs, low=2)
     if isinstance(a, (str, bytes)) or isinstance(b, (str, bytes)) or len(a) != len(b):
