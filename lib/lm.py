@@ -131,14 +131,15 @@ def sample(model: nn.Module, vocab: CharVocab, n: int = 10, temperature: float =
 
 def train_lm(model: nn.Module, train_names: list[str], val_names: list[str], vocab: CharVocab, *,
              epochs: int = 15, lr: float = 3e-3, batch_size: int = 64, weight_decay: float = 0.01,
-             seed: int = 0, device: torch.device | str | None = None, progress: bool = True):
+             seed: int = 0, device: torch.device | str | None = None, progress: bool = True, schedule=None):
     """Train a character LM with the course's recipe; returns ``lib.train.History``.
 
     ``lib.recipes.adamw`` (weight decay on matrices only) with a learning rate decayed by a cosine over
     the steps, global gradient norm clipped at 1 (recorded as ``grad_norm``), and the weights of the
     epoch with the lowest validation loss restored at the end (early stopping without stopping
     early). ``seed`` fixes the batch order and dropout (``lib.device.seeded``); seed the model's
-    initial weights yourself.
+    initial weights yourself. ``schedule``: a function ``factor(step, total_steps)`` to use instead of
+    the cosine (e.g. ``lib.recipes.warmup_cosine(0.1)``); ``None`` keeps ``lib.recipes.cosine``.
     """
     from lib.data import make_loader
     from lib.device import seeded
@@ -150,5 +151,6 @@ def train_lm(model: nn.Module, train_names: list[str], val_names: list[str], voc
     train_loader = make_loader(*lm_tensors(train_names, vocab), batch_size=batch_size, shuffle=True, seed=seed)
     val_loader = make_loader(*lm_tensors(val_names, vocab), batch_size=512)
     with seeded(seed):
-        return fit(model, train_loader, epochs=epochs, optimizer=adamw(model, lr, weight_decay), schedule=cosine,
+        return fit(model, train_loader, epochs=epochs, optimizer=adamw(model, lr, weight_decay),
+                   schedule=cosine if schedule is None else schedule,
                    loss_fn=lm_loss, val_loader=val_loader, clip_grad=1.0, device=device, progress=progress)

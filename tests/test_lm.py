@@ -98,3 +98,29 @@ def test_lm_functions_check_names_ids_and_batch_sizes():
         sample(bigram, "abc")
     with pytest.raises(ValueError, match="alpha must be a non-negative number"):
         BigramLM(NAMES, V, alpha=float("nan"))
+
+
+def test_train_lm_schedule_option():
+    from lib.recipes import cosine
+    from lib.text import names_split
+
+    names = names_split("first", "train")[:64]
+    val = names_split("first", "val")[:32]
+
+    def run(**kwargs):
+        torch.manual_seed(0)
+        model = CharRNN(len(V), "gru", 8, 16)
+        train_lm(model, names, val, V, epochs=2, batch_size=16, device="cpu", progress=False, **kwargs)
+        return {k: p.detach().clone() for k, p in model.state_dict().items()}
+
+    torch.manual_seed(0)
+    initial = CharRNN(len(V), "gru", 8, 16).state_dict()
+    frozen = run(schedule=lambda step, total: 0.0)  # a learning rate of 0 at every step: nothing moves
+    assert all(torch.equal(frozen[k], initial[k]) for k in initial)
+    default, explicit = run(), run(schedule=cosine)  # None is today's cosine, bit for bit
+    assert all(torch.equal(default[k], explicit[k]) for k in default)
+    assert not all(torch.equal(default[k], initial[k]) for k in default)
+    warm = run(schedule=lambda step, total: min(1.0, (step + 1) / 4))
+    assert not all(torch.equal(warm[k], default[k]) for k in default)  # the schedule is really used
+    with pytest.raises(TypeError, match="schedule must be a function"):
+        run(schedule=0.5)
