@@ -745,7 +745,8 @@ results.expect("MiniLM fine-tuned, 32 labels, test accuracy", 100 * np.mean(revi
 
 # %% [markdown]
 # With 32 or 128 labelled snippets, MiniLM — probed or fine-tuned — beats TF-IDF + LR, paired over
-# the seeds and beyond two standard errors: its sentence embedding, learned from a billion sentence
+# the seeds and beyond two standard errors (with only three seeds a modest bar, which is why each
+# margin and its standard error are printed): its sentence embedding, learned from a billion sentence
 # pairs, already places praise and criticism apart, while TF-IDF must learn every word's weight from
 # the few labels it has. Fine-tuning the top layer ties with the probe at 32 labels: with so few
 # labels there is little to adapt. And with all 10,234 labels the untuned TF-IDF baseline is well above
