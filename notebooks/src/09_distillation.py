@@ -15,7 +15,8 @@
 #   (label smoothing, the simpler rival of soft targets; the teacher's data augmentation), every
 #   setting chosen on validation and each final model tested once;
 # - estimate the share of the teacher–student gap that distillation recovers, with a bootstrap interval,
-#   beside Hinton et al.'s 91 %, and see how many test images a precise answer would need;
+#   beside the 91 % implied by Hinton et al.'s MNIST error counts, and see how many test images a precise
+#   answer would need;
 # - fill a compression table (parameters, bytes on disk, CPU latency, accuracy), play with a
 #   temperature slider, and write the same `Distiller` in Keras with its own `train_step`.
 
@@ -128,8 +129,9 @@ print(f"soften_scratch == F.softmax(logits / T) (to 1e-6): {same_torch}")
 
 # %% [markdown]
 # The teacher's probabilities for one validation digit at four temperatures (the test images stay unseen
-# until the final evaluation). We pick the correctly classified validation image whose runner-up class gets the most probability at $T = 1$ — a digit the teacher finds
-# ambiguous.
+# until the final evaluation), on a log scale down to $10^{-8}$. We pick the correctly classified
+# validation image whose runner-up class gets the most probability at $T = 1$ — a digit the teacher
+# finds ambiguous.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -144,11 +146,11 @@ temperatures = [1, 2, 5, 10]
 fig, axes = plt.subplots(1, len(temperatures) + 1, figsize=(11, 2.8), layout="constrained",
                          gridspec_kw={"width_ratios": [0.6] + [1] * len(temperatures)})
 axes[0].imshow(X_val[example, 0].cpu(), cmap="gray_r")
-axes[0].set(title=f"validation image (label {int(y_val[example])})", xticks=[], yticks=[])
+axes[0].set(title=f"label {int(y_val[example])}", xticks=[], yticks=[])
 axes[0].grid(False)
 for ax, T in zip(axes[1:], temperatures):
     ax.bar(range(10), distill.soften(teacher_val_logits[example:example + 1], T)[0].cpu())
-    ax.set(title=f"T = {T}", xlabel="class", xticks=range(10), yscale="log", ylim=(1e-6, 1.5))
+    ax.set(title=f"T = {T}", xlabel="class", xticks=range(10), yscale="log", ylim=(1e-8, 1.5))
     if T != temperatures[0]:
         ax.tick_params(labelleft=False)
 axes[1].set_ylabel("teacher probability")
@@ -159,7 +161,8 @@ plt.show()
 # ## 4. The distillation loss
 #
 # Let $z$ be the student's logits and $q^{(T)} = \operatorname{softmax}(z / T)$ its softened
-# probabilities; $p^{(T)}$ the teacher's; $y$ the true label. The student minimises
+# probabilities; $v$ the teacher's logits and $p^{(T)} = \operatorname{softmax}(v / T)$ its softened
+# probabilities; $y$ the true label. The student minimises
 #
 # $$\mathcal L = \alpha\, \mathrm{CE}\big(y, q^{(1)}\big) + (1 - \alpha)\, T^2\, \mathrm{KL}\big(p^{(T)} \,\big\|\, q^{(T)}\big),
 # \qquad \mathrm{KL}(p \,\|\, q) = \sum_i p_i \log \frac{p_i}{q_i},$$
@@ -181,9 +184,14 @@ plt.show()
 #
 # The soft term's gradients shrink like $1/T^2$; multiplying by $T^2$ keeps them the same size whatever
 # the temperature, so $\alpha$ keeps its meaning when $T$ changes. The formula also shows that at high
-# temperature distillation becomes **matching the logits**: it is the gradient of $\frac{1}{2N}\sum_i
-# (z_i - v_i)^2$. The code below writes the loss from scratch, checks it against
-# `lib.distill.distillation_loss`, and measures the gradient at several temperatures.
+# temperature distillation becomes **matching the logits**: the gradient of the scaled term,
+# $T^2\,\partial\,\mathrm{KL}/\partial z_i \approx (z_i - v_i)/N$, is the gradient of
+# $\frac{1}{2N}\sum_i (z_i - v_i)^2$, a squared distance between the student's logits and the
+# teacher's. The code below writes the loss from scratch, checks it against
+# `lib.distill.distillation_loss`, and measures the gradient at several temperatures (over a batch, the
+# loss is a batch mean, so each example's gradient is also divided by the batch size). The approximation
+# needs $|v_i|/T$ small: at $T = 1$ the scaled gradient of the random logits below is well under the
+# limit (norm 0.25 against 0.33); from $T = 2$ on it is flat, within 8 % of the limit.
 
 # %%
 def distillation_loss_scratch(z, v, y, T, alpha):
@@ -213,13 +221,13 @@ for T in T_grid:
     grad_scaled.append(float(zz.grad.norm()))
     grad_kl.append(grad_scaled[-1] / T**2)                               # the KL alone
 limit = float(((z0 - v0) / 10 / len(z0)).norm())                       # (z - v) / N, batch mean
-print(f"T^2 * gradient at T = 64: {grad_scaled[-1]:.4f}; high-temperature limit (z - v)/N: {limit:.4f}")
+print(f"T^2 * gradient at T = 64: {grad_scaled[-1]:.4f}; high-temperature limit (z - v)/N, batch mean: {limit:.4f}")
 assert abs(grad_scaled[-1] - limit) < 0.01 * limit
 
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 ax.loglog(T_grid, grad_kl, "o-", label="KL alone: falls like $1/T^2$")
-ax.loglog(T_grid, grad_scaled, "s-", label="$T^2 \\cdot$ KL: flat")
-ax.axhline(limit, color="gray", ls="--", label="limit $(z - v)/N$")
+ax.loglog(T_grid, grad_scaled, "s-", label="$T^2 \\cdot$ KL: flat from $T = 2$")
+ax.axhline(limit, color="gray", ls="--", label="limit $(z - v)/N$, batch mean")
 ax.set(xlabel="temperature $T$", ylabel="gradient norm w.r.t. student logits",
        title="Why the loss has a factor $T^2$")
 ax.legend()
@@ -332,8 +340,10 @@ plt.show()
 # not take the highest mean. We go through the settings in order of simplicity — smallest temperature,
 # lightest smoothing first — and take the **first whose mean is within one standard error of the best**
 # (the "one-standard-error rule", `results.choose_within_se`). Since the rule can still change its answer
-# when a setting sits near the margin, the check accepts every setting the stored run could not tell
-# apart; the choice made on this machine is printed first.
+# when a setting sits near the margin, the check accepts every setting whose mean was within one standard
+# error of the best in the stored run: $T = 4$ or $8$, and any of the three smoothings. $T = 2$, 1.25
+# standard errors below the best, is not accepted — a machine that chose it would fail the check, and its
+# run would deserve a look. The choice made on this machine is printed first.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -355,15 +365,21 @@ results.expect_choice("label smoothing chosen on validation (first within one s.
 # seed (same initial weights, same batches). By the course's rule (`results.paired_comparison`) an arm
 # is **better** if the mean paired difference lies more than two standard errors from zero; otherwise
 # the honest word is **tie**. Like every choice, this is decided on validation. The chosen $T$ and
-# $\varepsilon$ were picked on these same validation runs, which flatters the distilled and smoothed arms
-# a little; the test numbers further down are free of that.
+# $\varepsilon$ were picked on these same validation runs, which can flatter an arm: a setting picked for
+# its high validation mean is partly picked for its luck. In the stored run the rule did not take the
+# highest means ($T = 4$ rather than $8$; $\varepsilon = 0.1$, the smoothing with the *lowest* mean), so
+# any flattery of the distilled arm is small and there is none for smoothing; the test numbers further
+# down are free of it. Distilled against augmented is compared too: the teacher was trained with shifts
+# and the students were not, so this comparison asks whether distillation does more than hand on that
+# augmentation.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 pairs = {("distilled", "scratch"): (val["distilled", best_T], val["scratch", None]),
          ("smoothed", "scratch"): (val["smoothed", best_eps], val["scratch", None]),
          ("augmented", "scratch"): (val["augmented", None], val["scratch", None]),
-         ("distilled", "smoothed"): (val["distilled", best_T], val["smoothed", best_eps])}
+         ("distilled", "smoothed"): (val["distilled", best_T], val["smoothed", best_eps]),
+         ("distilled", "augmented"): (val["distilled", best_T], val["augmented", None])}
 verdicts = {}
 for (a, b), (acc_a, acc_b) in pairs.items():
     paired = results.paired_comparison(acc_a, acc_b, names=(a, b))
@@ -376,6 +392,8 @@ results.expect_choice("distilled vs scratch on validation", verdicts["distilled"
 results.expect_choice("smoothed vs scratch on validation", verdicts["smoothed", "scratch"], ["tie"])
 results.expect_choice("augmented vs scratch on validation", verdicts["augmented", "scratch"], ["tie"])
 results.expect_choice("distilled vs smoothed on validation", verdicts["distilled", "smoothed"],
+                      ["distilled better", "tie"])
+results.expect_choice("distilled vs augmented on validation", verdicts["distilled", "augmented"],
                       ["distilled better", "tie"])
 
 # %% [markdown]
@@ -421,49 +439,71 @@ for rival in (smoothed_name, "augmented"):
 
 # %% [markdown]
 # The checks: each arm's mean over three seeds lies within three times the spread of the difference of
-# two such means (`results.tolerance_for_mean`, from the spread over five seeds measured by
-# `tools/seed_spread.py distillation`: at most 0.9 points for one student's accuracy, 1.2 for a paired
-# gain). The chapter's bar: the distilled student's mean accuracy is above the scratch student's.
+# two such means (`results.tolerance_for_mean`). For the spread we take the larger of two estimates: the
+# five-seed study of `tools/seed_spread.py distillation` (standard deviations of at most 0.9 points for
+# one student's test accuracy, 1.2 for a paired gain) and the stored three seeds, which spread more
+# (1.16 for the scratch student, 1.53 for distilled − scratch; a standard deviation from three values is
+# itself uncertain by about half). So 1.2 points for an accuracy, 1.5 for a paired gain. The chapter's
+# bar: the distilled student's mean test accuracy is above the scratch student's — a measurement
+# recorded against a bar, not a verdict; the verdicts are those of validation above.
 
 # %%
+ACC_STD, GAIN_STD = 1.2, 1.5   # seed spreads (points): the larger of the five-seed study and the stored run
 results.expect("scratch student test accuracy, mean of 3 seeds", test_acc["scratch"].mean(), 97.0,
-               results.tolerance_for_mean(0.9, 3), unit=" %")
+               results.tolerance_for_mean(ACC_STD, 3), unit=" %")
 results.expect("distilled student test accuracy, mean of 3 seeds", test_acc[distilled_name].mean(), 98.2,
-               results.tolerance_for_mean(0.9, 3), unit=" %")
+               results.tolerance_for_mean(ACC_STD, 3), unit=" %")
 results.expect("distilled − scratch, paired mean over 3 seeds",
-               (test_acc[distilled_name] - test_acc["scratch"]).mean(), 1.2, results.tolerance_for_mean(1.2, 3),
+               (test_acc[distilled_name] - test_acc["scratch"]).mean(), 1.2, results.tolerance_for_mean(GAIN_STD, 3),
                unit=" points", at_least=0.0)
 results.expect("smoothed student test accuracy, mean of 3 seeds", test_acc[smoothed_name].mean(), 98.1,
-               results.tolerance_for_mean(0.9, 3), unit=" %")
+               results.tolerance_for_mean(ACC_STD, 3), unit=" %")
 results.expect("augmented student test accuracy, mean of 3 seeds", test_acc["augmented"].mean(), 96.7,
-               results.tolerance_for_mean(0.9, 3), unit=" %")
+               results.tolerance_for_mean(ACC_STD, 3), unit=" %")
 
 # %% [markdown]
-# **What the stored run shows** (the numbers above; another CPU behaves like other seeds). On validation,
-# where the verdicts are taken, every comparison is a **tie** by the two-standard-error rule: the
-# distilled student is ahead of its scratch twin by $+0.56 \pm 0.28$ points — exactly on the line of two
-# standard errors — and of the smoothed one by $+0.65 \pm 0.46$; smoothing and augmentation are within
-# their noise of scratch. On test, the distilled student's mean is above the scratch student's by
-# $+1.20 \pm 0.88$ points (ahead on 2 of 3 seeds), the chapter's bar; but label smoothing, with no
-# teacher, gains about as much ($+1.02 \pm 0.40$), and distilled minus smoothed is $+0.19 \pm 0.74$. The
-# augmented student is no better than scratch on either split, so the teacher's shifts, handed to the
-# student directly, are not what helps. What these data support: softer targets than one-hot labels help
-# this student by about a point on test, and the teacher's image-specific soft targets are not measurably
-# better than a uniform smoothing of the labels (Müller, Kornblith & Hinton, 2019, compare the two).
-# Scratch has no knob to tune; distillation and smoothing had three settings each, on the same three
-# seeds. Three seeds on 360 images decide little: the five-seed study in `tools/seed_spread.py` finds
-# test gains over scratch of $0.94 \pm 0.52$ points at $T = 4$ and $1.06 \pm 0.27$ at $T = 8$.
+# **What the stored run shows** (the numbers above; another CPU behaves like other seeds). On
+# **validation**, where the verdicts are taken, every arm ties with scratch by the two-standard-error
+# rule (mean ± s.e. over three paired seeds): distilled − scratch is $+0.56 \pm 0.28$ points — exactly on
+# the line of two standard errors — smoothed − scratch $-0.09 \pm 0.65$, augmented − scratch
+# $-0.46 \pm 0.88$; distilled − smoothed ($+0.65 \pm 0.46$) and distilled − augmented
+# ($+1.02 \pm 0.67$) are ties too.
+#
+# On **test**, each final model measured once and no verdict taken: distilled − scratch is
+# $+1.2 \pm 0.9$ points (1.4 standard errors, a tie by the rule; ahead on 2 of 3 seeds), which meets the
+# chapter's bar of a mean above scratch; smoothed − scratch is $+1.0 \pm 0.4$ (2.5 standard errors, ahead
+# on all three seeds); distilled − smoothed $+0.2 \pm 0.7$. The teacher's shifts, handed to the student
+# directly, have **no measurable effect either way**: augmented − scratch is a tie on validation and
+# $-0.4 \pm 0.8$ on test, and distilled − augmented is a tie on validation (on test it measures
+# $+1.6 \pm 0.2$). So these data neither show that the teacher's augmentation is what its logits pass on
+# nor rule it out.
+#
+# What do they support? Three seeds cannot establish that softer targets than one-hot labels help this
+# student: the test measurements point that way, for the teacher's targets and for plain smoothing
+# alike, but on validation both tie with scratch, so the hint is **suggestive at most**. Nor do they show
+# the teacher's image-specific soft targets doing better than a uniform smoothing of the labels (Müller,
+# Kornblith & Hinton, 2019, compare the two). Scratch has no knob to tune; distillation and smoothing had
+# three settings each, on the same three seeds. Five seeds settle little more: the five-seed study of
+# `tools/seed_spread.py` (study `distillation`, run separately, not in this notebook) measures test gains
+# over scratch of $0.94 \pm 0.52$ points at $T = 4$ and $1.06 \pm 0.27$ at $T = 8$ (mean ± standard error
+# over 5 paired seeds): 1.8 standard errors at $T = 4$, a tie, and 3.9 at $T = 8$ — the best of the three
+# temperatures it tried, and on test, so a lead worth confirming rather than a verdict.
 #
 # ### How much of the gap? An interval, not a point
 #
-# Hinton et al. report the **share of the teacher–student gap** that distillation closes,
-# $(e_s - e_d) / (e_s - e_t)$ with $e$ the test errors of the scratch student, the distilled student
-# and the teacher. Ours rests on a few test images: the teacher's errors and the students' are counted
-# in ones. To see how far it could move, we **bootstrap** (`lib.distill.bootstrap_gap_recovered`):
-# draw 360 test images with replacement and three seeds with replacement — the same images for every
-# model, the same seeds for both students, so the pairing is kept — recompute the share, 4,000 times,
-# and read off the middle 95 % of the results. The interval covers both sources of noise, the test
-# images and the seeds; it cannot cover the teacher's own seed (there is one teacher).
+# Hinton et al. report, for MNIST, **error counts** on its 10,000 test images: 67 for the teacher, 146
+# for the small net trained on the labels alone, 74 for the same net distilled. The **share of the
+# teacher–student gap** that distillation closes, $(e_s - e_d) / (e_s - e_t)$ with $e$ the test errors of
+# the scratch student, the distilled student and the teacher, is 91 % for those counts — computed here
+# from them, not a number the paper states. Ours rests on a few test images: the teacher's errors and
+# the students' are counted in ones. To see how far it could move, we **bootstrap**
+# (`lib.distill.bootstrap_gap_recovered`): draw 360 test images with replacement and three seeds with
+# replacement — the same images for every model, the same seeds for both students, so the pairing is
+# kept — recompute the share, 4,000 times, and read off the middle 95 % of the results. The interval
+# covers both sources of noise, the test images and the seeds, but the seeds poorly: three seeds give
+# only 10 distinct multisets to resample, and a bootstrap over three values understates their variance
+# (by a factor 2/3 for a mean), so if anything the interval is too narrow. It cannot cover the
+# teacher's own seed (there is one teacher).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -478,30 +518,37 @@ print(f"errors on {n_test} test images (mean over seeds): teacher {errors['teach
       f"scratch {errors['scratch']:.1f}, distilled {errors[distilled_name]:.1f}")
 print(f"share of the gap recovered: {100 * share:.0f}%, 95% bootstrap interval [{low:.0f}%, {high:.0f}%] "
       f"(half-width {half_width:.0f} points; {int(np.isnan(boot).sum())} of {len(boot)} resamples had no gap)")
-print(f"Hinton et al. 2015, MNIST (10,000 test images): teacher 67, student 146, distilled 74 errors "
-      f"-> {100 * distill.gap_recovered(67, 146, 74):.0f}%")
-needed = n_test * (half_width / 15) ** 2      # a half-width shrinks like 1/sqrt(test images)
-print(f"test images needed for a half-width of 15 points at these error rates: about {100 * round(needed / 100):,}; "
-      f"the whole digits set has 1,797")
+print(f"Hinton et al. 2015, MNIST error counts (10,000 test images): teacher 67, student 146, distilled 74 "
+      f"-> share computed here: {100 * distill.gap_recovered(67, 146, 74):.0f}%")
+needed = n_test * (half_width / 15) ** 2      # the images' part of a half-width shrinks like 1/sqrt(test images)
+print(f"test images needed for a half-width of 15 points at these error rates: at least about "
+      f"{100 * round(needed / 100):,}, and more seeds; the whole digits set has 1,797")
 
 # %% [markdown]
 # In the stored run the share is 50 %, and its 95 % interval runs from −39 % to 92 %: from distillation
 # doing harm to recovering nearly all of the gap. The whole gap is about 9 test images (the teacher makes
-# 2 errors, the scratch students about 11), so one image moves the share by 11 points. Hinton et al.'s
-# 91 % lies at the top of the interval: these data cannot tell our share from theirs, nor from zero.
-# Their setting also differs: a large student (two layers of 800 units) that overfits 60,000 images,
-# where ours is a tiny network limited by capacity as much as by data.
+# 2 errors, the scratch students about 11), so one image moves the share by 11 points. The 91 % from
+# Hinton et al.'s counts lies at the top of the interval: these data cannot tell our share from theirs,
+# nor from zero. Their setting also differs: a large student (two layers of 800 units) that overfits
+# 60,000 images, where ours is a tiny network limited by capacity as much as by data.
 #
-# An interval no wider than ±15 points is out of reach here. A half-width shrinks like $1/\sqrt{n}$, so
-# at these error rates it would take about 6,800 test images — almost four times the whole digits set
-# (1,797 images); repeating the experiment on fresh splits of the same 1,797 images cannot go beyond it.
-# A data set that can be generated at any size, such as chapter 06's MNIST-1D, could; but when we tried
-# it while preparing this chapter (three seeds, not rerun here), neither an MLP nor a tiny CNN student of
-# a 1-D CNN teacher (97.7 % accurate) gained anything from distillation, so it would have measured a
-# share near zero very precisely. We keep chapter 04's teacher and digits, report the share with its
-# interval, and rest the conclusions on the paired comparisons above. The checks below use the spread
-# of the share and of the half-width over triples of seeds in the five-seed study (about 16 and 15
-# points).
+# An interval no wider than ±15 points is out of reach here. The part of the half-width that comes from
+# the test images shrinks like $1/\sqrt{n}$, so at these error rates it would take **at least** about
+# 6,800 test images — almost four times the whole digits set (1,797 images) — **and more seeds too**:
+# the bootstrap also resamples the three seeds, and their variation does not shrink with more test
+# images. Repeating the experiment on fresh splits of the same 1,797 images cannot go beyond that.
+#
+# A data set that can be generated at any size, such as chapter 06's MNIST-1D, could go beyond it.
+# *Outside evidence, not run in this notebook:* when we tried it while preparing this chapter (three
+# seeds; neither the runs nor their outputs are stored here, so nothing here checks them), neither an MLP
+# nor a tiny CNN student of a 1-D CNN teacher (97.7 % accurate) gained anything from distillation, so it
+# would have measured a share near zero very precisely. We keep chapter 04's teacher and digits, report
+# the share with its interval, and rest the conclusions on the paired comparisons above.
+#
+# The two checks below use the spread of the share and of the half-width over triples of seeds in the
+# five-seed study (about 16 and 15 points). Their bands, ±68 and ±64 points, are so wide that they cannot
+# realistically fail: they record the two values rather than test them. The bar we set for the interval
+# — a half-width of at most 15 points — is not met, as said above, and is not asserted.
 
 # %%
 results.expect("share of the teacher–student gap recovered", 100 * share, 50, results.tolerance_for_mean(16, 1),
@@ -652,13 +699,16 @@ results.expect("Keras distilled student test accuracy", 100 * keras_acc, 98.3,
 #   classes.
 # - The loss is $\alpha\,\mathrm{CE}(y, q) + (1-\alpha)\,T^2\,\mathrm{KL}(p^{(T)} \| q^{(T)})$; the $T^2$
 #   keeps the soft gradients $T$-independent, and at high $T$ the soft term becomes matching logits.
-# - Here a student with 14x fewer parameters (11x fewer bytes on disk, several times faster on a CPU)
-#   gains about a point of test accuracy from distillation over the same network trained on the labels
-#   (stored run: $+1.2 \pm 0.9$ points on test, paired over three seeds; on validation, where the
-#   verdict is taken, $+0.56 \pm 0.28$, a tie by the two-standard-error rule). Label smoothing, with no
-#   teacher, gains about as much; the teacher's augmentation given to the student directly does not.
+# - Here the student has 14x fewer parameters (11x fewer bytes on disk, several times faster on a CPU).
+#   On validation, where the verdicts are taken, the distilled student **ties** with the same network
+#   trained on the labels ($+0.56 \pm 0.28$ points, paired over three seeds, on the two-standard-error
+#   line), and so do label smoothing and the teacher's augmentation given to the student directly. On
+#   test the stored run measures distilled − scratch $+1.2 \pm 0.9$ points and smoothed − scratch
+#   $+1.0 \pm 0.4$ (mean ± s.e.): a hint that softer targets than one-hot labels help this student,
+#   suggestive at most with three seeds, and no sign that the teacher's targets beat plain smoothing.
 # - The share of the teacher–student gap recovered (50 % in the stored run) has a 95 % bootstrap interval
-#   from −39 % to 92 %: 360 test images cannot pin it down, and ±15 points would need about 6,800.
+#   from −39 % to 92 % (if anything too narrow: three seeds resample poorly): 360 test images cannot pin
+#   it down, and ±15 points would need at least about 6,800, and more seeds.
 # - Choose $T$ (and any rival's knob) on validation with a rule that resists noise, compare arms paired
 #   over seeds, test each final model once, and put an interval on any number that rests on a handful
 #   of examples.
@@ -667,70 +717,154 @@ results.expect("Keras distilled student test accuracy", 100 * keras_acc, 98.3,
 #
 # ## Exercises
 #
-# ### Exercise 1 — softmax with temperature
-# Complete `soft_targets(logits, T)` for a 1-D NumPy array of logits: return the probabilities
-# $\operatorname{softmax}(\text{logits}/T)$ as a NumPy array. Make it safe for large logits
-# (subtract the maximum before exponentiating).
+# ### Exercise 1 — the soft term through `F.kl_div`
+# PyTorch's `F.kl_div(input, target)` computes a KL divergence, but its conventions trip many people
+# up: which of the two distributions goes first, which one it wants as log-probabilities, and what
+# `reduction="mean"` divides by. Read its documentation, then complete
+# `soft_term(student_logits, teacher_logits, T)` (`(batch, classes)` tensors): the soft part of the
+# distillation loss, $T^2\,\mathrm{KL}(p^{(T)} \,\|\, q^{(T)})$ with $p$ the teacher's and $q$ the
+# student's softened probabilities, summed over the classes and averaged over the batch, with **one call
+# of `F.kl_div`** (plus the softmaxes it needs). The check compares it with `lib.distill` at three
+# temperatures and, when it differs, says which convention looks wrong.
 
 # %%
-def soft_targets(logits: np.ndarray, T: float) -> np.ndarray:
+def soft_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
     ### BEGIN SOLUTION
-    z = np.asarray(logits, dtype=float) / T
-    e = np.exp(z - z.max())
-    return e / e.sum()
-    ### END SOLUTION
-
-
-# %%
-cases = [((np.array(l, dtype=float), T), distill.soften(torch.tensor([l], dtype=torch.float64), T)[0].numpy())
-         for l, T in [([2.0, 1.0, 0.1], 1.0), ([2.0, 1.0, 0.1], 5.0), ([1000.0, 990.0, 0.0], 2.0),
-                      ([0.5, -0.5, 3.0, 1.0], 0.5)]]
-check.check_function("soft_targets", soft_targets, cases, atol=1e-8)
-
-# %% [markdown]
-# ### Exercise 2 — the distillation loss
-# Complete `kd_loss(student_logits, teacher_logits, target, T, alpha)` with PyTorch tensors
-# (`(batch, classes)` logits, `(batch,)` labels): $\alpha\,\mathrm{CE} + (1-\alpha)\,T^2\,\mathrm{KL}(p^{(T)} \| q^{(T)})$,
-# both terms averaged over the batch. Do not use `lib.distill` (the check compares with it). Sum the KL
-# over classes and average over the batch: `F.kl_div(log_q, p, reduction="batchmean")`, not the
-# default `"mean"`, which also divides by the number of classes.
-
-# %%
-def kd_loss(student_logits, teacher_logits, target, T, alpha):
-    ### BEGIN SOLUTION
-    hard = F.cross_entropy(student_logits, target)
-    p = F.softmax(teacher_logits / T, dim=1)
-    kl = (p * (F.log_softmax(teacher_logits / T, dim=1) - F.log_softmax(student_logits / T, dim=1))).sum(1).mean()
-    return alpha * hard + (1 - alpha) * T**2 * kl
+    log_q = F.log_softmax(student_logits / T, dim=1)    # input: the student, in log-space
+    p = F.softmax(teacher_logits / T, dim=1)            # target: the teacher, as probabilities
+    return T**2 * F.kl_div(log_q, p, reduction="batchmean")
     ### END SOLUTION
 
 
 # %%
 g = torch.Generator().manual_seed(5)
-kd_cases = []
-for T, alpha in [(1.0, 1.0), (1.0, 0.0), (4.0, 0.1), (10.0, 0.5)]:
-    s_, t_ = torch.randn(4, 10, generator=g), 2 * torch.randn(4, 10, generator=g)
-    y_ = torch.randint(0, 10, (4,), generator=g)
-    kd_cases.append(((s_, t_, y_, T, alpha), distill.distillation_loss(s_, t_, y_, T=T, alpha=alpha)))
-check.check_function("kd_loss", kd_loss, kd_cases, atol=1e-5)
+s_, t_ = torch.randn(8, 10, generator=g, dtype=torch.float64), 3 * torch.randn(8, 10, generator=g, dtype=torch.float64)
+ok, hint = True, ""
+for T_ in (4.0, 1.0, 10.0):
+    right = distill.distillation_loss(s_, t_, torch.zeros(8, dtype=torch.long), T=T_, alpha=0.0)
+    got = torch.as_tensor(check.answer_of("soft_term", lambda: soft_term(s_, t_, T_)), dtype=torch.float64)
+    log_q, log_p = F.log_softmax(s_ / T_, dim=1), F.log_softmax(t_ / T_, dim=1)
+    slips = {  # what each slip in F.kl_div's conventions returns instead
+        "the distributions are swapped: F.kl_div(input, target) is KL(target || input), so the student's "
+        "log-probabilities are the input and the teacher's probabilities the target":
+            T_**2 * F.kl_div(log_p, log_q.exp(), reduction="batchmean"),
+        'reduction="mean" divides by the number of classes as well as the batch; use reduction="batchmean"':
+            right / s_.shape[1],
+        "the input must be log-probabilities (F.log_softmax), not probabilities":
+            T_**2 * F.kl_div(log_q.exp(), log_p.exp(), reduction="batchmean"),
+        "the factor T**2 is missing": right / T_**2,
+    }
+    if got.numel() != 1:
+        ok, hint = False, f"return one number (the batch mean), not a tensor of shape {tuple(got.shape)}"
+    elif torch.isnan(got):
+        ok, hint = False, ("the result is NaN: F.kl_div wants the target as probabilities "
+                           "(or log-probabilities with log_target=True)")
+    elif not torch.allclose(got.reshape(()), right, rtol=1e-6, atol=1e-12):
+        slip = [text for text, value in slips.items() if torch.allclose(got.reshape(()), value, rtol=1e-6)]
+        ok, hint = False, (f"at T = {T_:g}: " + (slip[0] if slip else
+                           f"expected {float(right):.6f}, found {float(got):.6f}"))
+    if not ok:
+        break
+check.check_true("soft_term == lib.distill.distillation_loss with alpha = 0", ok, hint)
 
 # %% [markdown]
-# ### Exercise 3 — how much of the gap?
-# Complete `share_of_gap(teacher_errors, student_errors, distilled_errors)`: the fraction of the
-# teacher–student gap that the distilled student closes (1 = as good as the teacher, 0 = no better than
-# the student from scratch). Hinton et al.'s MNIST numbers (67, 146, 74) should give about 0.91.
+# ### Exercise 2 — logit matching, when the logits are not centred
+# Section 4 derived $T^2\,\partial\,\mathrm{KL} / \partial z_i \to (z_i - v_i)/N$ for logits with mean zero.
+# A network's logits rarely have mean zero: all ten can sit around +5. Complete `high_T_gradient(z, v)`:
+# for student logits `z` and teacher logits `v` of shape `(batch, N)`, with any means, return the limit
+# as $T \to \infty$ of the gradient of `distill.distillation_loss(z, v, y, T=T, alpha=0.0)` (that is,
+# $T^2\,\mathrm{KL}$ averaged over the batch) with respect to `z`: a `(batch, N)` tensor. Think first
+# about what adding the same constant to every logit of one row does to a softmax; then try your
+# formula against autograd at a large temperature ($T = 10^4$, in float64) before running the check.
 
 # %%
-def share_of_gap(teacher_errors: float, student_errors: float, distilled_errors: float) -> float:
+def high_T_gradient(z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     ### BEGIN SOLUTION
-    return (student_errors - distilled_errors) / (student_errors - teacher_errors)
+    batch, N = z.shape
+    # a softmax ignores a constant added to a row, so only the centred logits can matter
+    zc, vc = z - z.mean(dim=1, keepdim=True), v - v.mean(dim=1, keepdim=True)
+    return (zc - vc) / (N * batch)
     ### END SOLUTION
 
 
 # %%
-check.check_function("share_of_gap", share_of_gap,
-                     [((67, 146, 74), 72 / 79), ((10, 20, 20), 0.0), ((10, 20, 10), 1.0),
-                      ((errors["teacher"], errors["scratch"], errors[distilled_name]), share)], atol=1e-9)
+g = torch.Generator().manual_seed(7)
+z_ = torch.randn(5, 10, generator=g, dtype=torch.float64) + 5 * torch.randn(5, 1, generator=g, dtype=torch.float64)
+v_ = 3 * torch.randn(5, 10, generator=g, dtype=torch.float64) - 4
+zz = z_.clone().requires_grad_(True)
+distill.distillation_loss(zz, v_, torch.zeros(5, dtype=torch.long), T=1e4, alpha=0.0).backward()
+autograd_limit = zz.grad                       # T = 10^4 is close enough to the limit for 1 % agreement
+got = torch.as_tensor(check.answer_of("high_T_gradient", lambda: high_T_gradient(z_, v_)), dtype=torch.float64)
+
+
+def near(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """a and b agree to 1 % of b's largest entry."""
+    return a.shape == b.shape and bool((a - b).abs().max() <= 0.01 * b.abs().max())
+
+
+if got.shape != autograd_limit.shape:
+    hint = f"return a tensor shaped like z, {tuple(z_.shape)}, not {tuple(got.shape)}"
+elif not torch.isfinite(got).all():
+    hint = "the result contains NaN or infinity"
+elif near(got, (z_ - v_) / (10 * 5)):
+    hint = ("(z - v) / (N * batch) holds for centred logits only; a softmax ignores a constant added to every "
+            "logit of a row, so its gradient cannot depend on the rows' means")
+elif near(got / 5, autograd_limit):
+    hint = "the loss is a mean over the batch: each example's gradient is divided by the batch size too"
+elif near(got / 10, autograd_limit):
+    hint = "a factor 1/N (N = the number of classes) is missing"
+else:
+    hint = (f"the first row should start close to {np.round(autograd_limit[0, :3].numpy(), 4).tolist()}, "
+            f"found {np.round(got[0, :3].numpy(), 4).tolist()}")
+check.check_true("high_T_gradient == autograd at T = 10^4 (to 1 %)", near(got, autograd_limit), hint)
+
+# %% [markdown]
+# ### Exercise 3 — the share, pooled and seed by seed
+# Complete `shares(teacher_errors, scratch_errors, distilled_errors)`: the teacher's test errors (one
+# number), then the scratch and distilled students' errors seed by seed (two lists, paired: entry $k$
+# of each is seed $k$). Return a pair: the share of the gap as section 5 computes it, from the students'
+# **mean** errors, and the list of **per-seed** shares, each from one seed's pair of students. The
+# check runs it on the stored run's counts (teacher 2 errors; scratch 14, 12, 6; distilled 4, 8, 7) and
+# on this machine's. Look at the stored run's per-seed shares and their mean: why does the chapter pool
+# the errors before taking the ratio, and what does a seed whose gap is only 4 images do to its share?
+
+# %%
+def shares(teacher_errors: float, scratch_errors, distilled_errors) -> tuple[float, list[float]]:
+    ### BEGIN SOLUTION
+    e_s, e_d = np.asarray(scratch_errors, dtype=float), np.asarray(distilled_errors, dtype=float)
+    pooled = (e_s.mean() - e_d.mean()) / (e_s.mean() - teacher_errors)
+    per_seed = (e_s - e_d) / (e_s - teacher_errors)
+    return float(pooled), per_seed.tolist()
+    ### END SOLUTION
+
+
+# %%
+def expected_shares(t, s, d):
+    s, d = np.asarray(s, dtype=float), np.asarray(d, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):     # a seed with no gap has no share (inf or nan)
+        return (s.mean() - d.mean()) / (s.mean() - t), (s - d) / (s - t)
+
+
+here = [float(errors["teacher"]), (1 - test_correct["scratch"]).sum(1), (1 - test_correct[distilled_name]).sum(1)]
+ok, hint = True, ""
+for case in [(2, [14, 12, 6], [4, 8, 7]), (67, [146], [74]), (10, [20, 30], [15, 10]), here]:
+    pooled, per_seed = expected_shares(*case)
+    got = check.answer_of("shares", lambda: shares(*case))
+    if not (isinstance(got, tuple) and len(got) == 2):
+        ok, hint = False, "return a pair: (the pooled share, the list of per-seed shares)"
+        break
+    got_pooled, got_seeds = float(got[0]), np.asarray(got[1], dtype=float)
+    if got_seeds.shape != per_seed.shape or not np.allclose(got_seeds, per_seed, atol=1e-9, equal_nan=True):
+        ok, hint = False, (f"teacher {case[0]}, scratch {list(case[1])}, distilled {list(case[2])}: per-seed shares "
+                           f"should be {np.round(per_seed, 4).tolist()}, found {np.round(got_seeds, 4).tolist()}")
+        break
+    if not np.isclose(got_pooled, pooled, atol=1e-9):
+        slip = (" — that is the mean of the per-seed shares; pool the errors first, then take one ratio"
+                if np.isclose(got_pooled, per_seed.mean(), atol=1e-9) else "")
+        ok, hint = False, (f"teacher {case[0]}, scratch {list(case[1])}, distilled {list(case[2])}: the pooled share "
+                           f"should be {pooled:.4f}, found {got_pooled:.4f}{slip}")
+        break
+check.check_true("shares: pooled and per seed", ok, hint)
 
 # %% [markdown]
 # ### Exercise 4 — does any teacher help? (predict, then run)
