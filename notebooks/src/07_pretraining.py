@@ -251,8 +251,8 @@ print(f"true letter among the top 3 guesses: {100 * val_top3:.1f}% "
 # %% [markdown]
 # These are *measured* numbers: on another CPU the pretraining rounds differently and ends a little
 # elsewhere, as with another seed. The tests check each within three times the standard deviation of
-# the difference between two pretraining runs with different seeds (`tools/seed_spread.py` pretrained
-# with three seeds: standard deviations 0.025 nats for the loss, 0.68 and 1.29 points for the
+# the difference between two pretraining runs with different seeds (`tools/seed_spread.py mlm`, three
+# seeds: standard deviations 0.025 nats for the loss, 0.68 and 1.29 points for the
 # two accuracies), and against bars that ask for learning from context: the loss at least 0.3 nats
 # below the letter-frequency baseline, hidden letters guessed right at least 1.5 times as often as
 # by always answering the most frequent letter, and the true letter among the top 3 guesses at least
@@ -815,7 +815,7 @@ results.expect("MiniLM fine-tuned, 32 labels, test accuracy", 100 * np.mean(revi
                results.tolerance_for_mean(3.3, REVIEW_SEEDS), unit=" %", at_least=50.0)
 
 # %% [markdown]
-# With 32 or 128 labelled snippets, MiniLM — probed or fine-tuned — beats TF-IDF + LR with its $C$
+# With 32 or 128 labelled snippets, MiniLM — probed (32 and 128 labels) or fine-tuned (32 labels) — beats TF-IDF + LR with its $C$
 # chosen on validation, paired over the seeds and beyond two standard errors. With only three seeds
 # that is a modest bar (a 95% t-test on 2 degrees of freedom would ask for 4.3 standard errors, which
 # in the stored run only the fine-tuned margin reaches), which is why each margin and its standard
