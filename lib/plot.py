@@ -71,13 +71,17 @@ def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray
 
 def image_grid(images: np.ndarray, labels: Sequence | None = None, ncols: int = 10,
                title: str = "", cmap: str = "gray_r", size: float = 0.9):
-    """Show ``images: (n, H, W)`` or ``(n, 1, H, W)`` in a grid, each with an optional label."""
-    images = np.asarray(images)
+    """Show ``images: (n, H, W)`` or ``(n, 1, H, W)`` in a grid, each with an optional label above it.
+
+    The grid is drawn as one mosaic picture on one shared grey scale (the images' overall minimum to
+    maximum), which draws many times faster than one subplot per image. Returns the figure.
+    """
+    images = np.asarray(images, dtype=float)
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.ndim != 3:
         raise ValueError(f"images must have shape (n, H, W) or (n, 1, H, W); got {images.shape}")
-    n = len(images)
+    n, h, w = images.shape
     if n == 0:
         raise ValueError("images is empty: nothing to show")
     if labels is not None and len(labels) < n:
@@ -85,14 +89,19 @@ def image_grid(images: np.ndarray, labels: Sequence | None = None, ncols: int = 
     require_int("ncols", ncols, 1)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    row_height = size + (0.3 if labels is not None else 0.0)      # room for each row's labels
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, row_height * nrows + 0.4), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(images[i], cmap=cmap)
-            if labels is not None:
-                ax.set_title(str(labels[i]), fontsize=8)
+    top = max(2, h // 2) if labels is not None else 1          # blank rows above each image for its label
+    lo, hi = float(images.min()), float(images.max())
+    tiles = np.full((nrows * ncols, h + top, w + 2), np.nan)   # NaN: the background between images
+    tiles[:n, top:, 1:-1] = images
+    mosaic = tiles.reshape(nrows, ncols, h + top, w + 2).transpose(0, 2, 1, 3).reshape(nrows * (h + top), ncols * (w + 2))
+    row_height = size + (0.3 if labels is not None else 0.0)
+    fig, ax = plt.subplots(figsize=(size * ncols, row_height * nrows + 0.4))
+    ax.imshow(mosaic, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+    if labels is not None:
+        for i in range(n):
+            ax.text((w + 2) * (i % ncols) + (w + 1) / 2, (h + top) * (i // ncols) + top / 2 - 0.5, str(labels[i]),
+                    ha="center", va="center", fontsize=8)
+    ax.axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

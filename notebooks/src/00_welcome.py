@@ -81,6 +81,7 @@ import numpy as np
 
 from lib import data, text
 from lib.device import environment_report, print_environment, setup_notebook
+from lib.plot import image_grid
 
 device = setup_notebook(seed=0)
 
@@ -136,28 +137,7 @@ sizes = {split: len(data.digits(split)[1]) for split in data.SPLITS}
 print("digits split sizes:", sizes)
 print("image tensor shape:", X_train.shape, "pixel range:", X_train.min(), "to", X_train.max())
 
-
-def show_digits(images: np.ndarray, labels, ncols: int = 10, title: str = ""):
-    """Draw digit images (n, 1, 8, 8) as one mosaic picture, each with its label just above it.
-
-    (One picture draws much faster than one subplot per image, which matters in a notebook that must
-    run in seconds.)
-    """
-    n, (h, w) = len(images), images.shape[-2:]
-    rows = -(-n // ncols)                                    # ceiling division
-    tiles = np.zeros((rows * ncols, h + 4, w + 2))           # a white margin: 4 rows above, 1 column each side
-    tiles[:n, 4:, 1:-1] = images.reshape(n, h, w)
-    mosaic = tiles.reshape(rows, ncols, h + 4, w + 2).transpose(0, 2, 1, 3).reshape(rows * (h + 4), ncols * (w + 2))
-    fig, ax = plt.subplots(figsize=(0.9 * ncols, 1.1 * rows + 0.3))
-    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1)
-    for i, label in enumerate(labels):
-        ax.text((w + 2) * (i % ncols) + w / 2 + 0.5, (h + 4) * (i // ncols) + 1.6, str(label),
-                ha="center", va="center", fontsize=8)
-    ax.set_title(title)
-    ax.axis("off")
-
-
-show_digits(X_train[:20], y_train[:20], title="Handwritten digits (8×8), with their labels")
+image_grid(X_train[:20], labels=y_train[:20], title="Handwritten digits (8×8), with their labels")
 plt.show()
 
 # %% [markdown]
@@ -402,7 +382,7 @@ def show_sample(dataset: str, seed: int) -> str:
     if dataset == "digits":
         X, y = data.digits("train", images=True)
         idx = rng.choice(len(y), 8, replace=False)
-        show_digits(X[idx], y[idx], ncols=8, title="digits")
+        image_grid(X[idx], labels=y[idx], ncols=8, title="digits")
         return f"digits: labels {y[idx].tolist()}"
     if dataset == "MNIST-1D":
         X, y = data.mnist1d("train")
