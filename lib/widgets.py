@@ -3,23 +3,68 @@
 The logic stays in a plain function ``draw(**values)`` that a normal cell can call and print; the
 widget only wires controls to it. The figure is rendered to a PNG shown in an ``Image`` widget
 rather than printed into an ``Output`` area: that behaves the same in JupyterLab, on a JupyterHub,
-and under the test runner (which has no front end to route an ``Output`` area's messages). ``box.result`` keeps what the last redraw returned, so a notebook
-can drive the widget from code (``box.children[0].value = ...``) and print the outcome.
+and under the test runner (which has no front end to route an ``Output`` area's messages). ``box.result``
+keeps what the last redraw returned, so a notebook can drive the widget from code
+(``box.children[0].value = ...`` or ``box.controls["name"].value = ...``) and print the outcome;
+``box.set_values(a=..., b=...)`` changes several controls with one redraw.
+
+The PNG is rendered at the size it is shown (never stretched, so never blurry), scaled down to fit
+``MAX_WIDTH_PX`` x ``MAX_HEIGHT_PX``, and the controls wrap in rows above it, so controls and picture
+fit on a laptop screen. A notebook stored with its outputs but not yet run shows that picture and a
+hint (see ``InteractiveFigure._repr_mimebundle_``) instead of the widget's repr.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
-
+import base64
+import contextlib
 import io
+from typing import Any, Callable, Iterator
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
 from lib.validate import describe, require_bool, require_number
 
+# The largest picture, in screen pixels. A 1366x768 laptop leaves JupyterLab a cell about 900 px wide
+# and, below the browser's and JupyterLab's bars, about 600 px of height: 420 px of figure plus two or
+# three rows of controls fit in it without scrolling.
+MAX_WIDTH_PX = 880
+MAX_HEIGHT_PX = 420
+PAD_INCHES = 0.1  # the white margin savefig(bbox_inches="tight") keeps around the figure
+HINT = "Interactive figure: run this cell to use its controls."
 
-class InteractiveFigure(widgets.VBox):
-    """A ``VBox`` of ``controls`` followed by an ``Image`` of the figure ``draw(**values)`` makes."""
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """``(width, height)`` in pixels, read from a PNG's header (its IHDR chunk)."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"not a PNG: it starts with {png[:8]!r}")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def figure_png(fig: plt.Figure) -> bytes:
+    """``fig`` as a PNG that fits ``MAX_WIDTH_PX`` x ``MAX_HEIGHT_PX``, at most at the figure's own dpi.
+
+    The dpi comes from the figure's tight bounding box, so the saved (tight) PNG fits; text may
+    measure a pixel wider at another dpi, so a PNG that still overflows is saved again, smaller.
+    """
+    box = fig.get_tightbbox()  # inches
+    dpi = min(fig.dpi, MAX_WIDTH_PX / (box.width + 2 * PAD_INCHES), MAX_HEIGHT_PX / (box.height + 2 * PAD_INCHES))
+    for _ in range(3):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=PAD_INCHES)
+        png = buffer.getvalue()
+        width, height = png_size(png)
+        if width <= MAX_WIDTH_PX and height <= MAX_HEIGHT_PX:
+            return png
+        dpi *= min(MAX_WIDTH_PX / width, MAX_HEIGHT_PX / height) * 0.995
+    raise RuntimeError(f"could not fit the figure in {MAX_WIDTH_PX}x{MAX_HEIGHT_PX} px (last {width}x{height})")
+
+
+class InteractiveFigure(widgets.Box):
+    """``controls`` (wrapping in rows) above an ``Image`` of the figure ``draw(**values)`` makes.
+
+    ``children`` is the controls in order, a line break, then ``image``; ``redraws`` counts redraws.
+    """
 
     def __init__(self, draw: Callable[..., Any], **controls: widgets.ValueWidget) -> None:
         if not controls:
@@ -32,28 +77,87 @@ class InteractiveFigure(widgets.VBox):
                                 f"got {describe(control)}")
         self.draw = draw
         self.controls = controls
-        self.image = widgets.Image(format="png")
+        # shown at its own pixel width (set at each redraw), narrower only if the cell is narrower
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        # a zero-height item as wide as the box: the picture always starts a new row
+        self.line_break = widgets.Box(layout=widgets.Layout(flex="0 0 100%", height="0px"))
         self.result: Any = None
-        super().__init__(children=[*controls.values(), self.image])
+        self.redraws = 0
+        self._held = 0  # depth of hold_redraw() blocks
+        self._pending = False
+        super().__init__(layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        self.arrange(*controls.values())
         for control in controls.values():
-            control.observe(lambda change: self.redraw(), names="value")
+            control.observe(self._changed, names="value")
         self.redraw()
+
+    def arrange(self, *items: widgets.Widget) -> None:
+        """Show ``items`` (the controls, or boxes holding them) above the picture instead of the controls."""
+        for item in items:
+            if not isinstance(item, widgets.Widget):
+                raise TypeError(f"arrange takes widgets, got {describe(item)}")
+        self.children = [*items, self.line_break, self.image]
 
     def values(self) -> dict[str, Any]:
         return {name: control.value for name, control in self.controls.items()}
 
+    def _changed(self, change: dict) -> None:
+        if self._held:
+            self._pending = True
+        else:
+            self.redraw()
+
+    @contextlib.contextmanager
+    def hold_redraw(self) -> Iterator[None]:
+        """Inside the block control changes don't redraw; one redraw at its end if anything changed."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+            if not self._held and self._pending:
+                self._pending = False
+                self.redraw()
+
+    def set_values(self, **values: Any) -> Any:
+        """Set several controls by name with one redraw (none if nothing changes); returns ``result``."""
+        unknown = sorted(set(values) - set(self.controls))
+        if unknown:
+            raise ValueError(f"no control named {', '.join(map(repr, unknown))}; "
+                             f"the controls are {list(self.controls)}")
+        with self.hold_redraw():
+            for name, value in values.items():
+                self.controls[name].value = value
+        return self.result
+
     def redraw(self) -> Any:
         with plt.ioff():  # draw off-screen: the figure goes into the Image widget, not the cell
-            blank = plt.figure()  # draw() may use plt.plot or make its own figure with plt.subplots
-            self.result = self.draw(**self.values())
-            fig = plt.gcf()
-            if fig is not blank:
-                plt.close(blank)
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", bbox_inches="tight")
-            plt.close(fig)
-        self.image.value = buffer.getvalue()
+            before = set(plt.get_fignums())
+            plt.figure()  # draw() may use plt.plot or make its own figure with plt.subplots
+            try:
+                self.result = self.draw(**self.values())
+                png = figure_png(plt.gcf())
+            finally:  # close what draw() opened, even when it fails
+                for number in set(plt.get_fignums()) - before:
+                    plt.close(number)
+        self.redraws += 1
+        self.image.layout.width = f"{png_size(png)[0]}px"  # the new width first: never a stretched frame
+        self.image.value = png
         return self.result
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
+        """ipywidgets' bundle (the live widget) plus the current picture, and a hint as its text.
+
+        A front end without the widget's state (a stored notebook not yet run, a notebook viewer)
+        shows the richest type it can render safely: the picture, or else the hint rather than
+        the widget's repr. The hint is the same on every run, so nbval can compare it.
+        """
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        bundle["text/plain"] = HINT
+        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
+        return bundle
 
 
 def slider(value: float, lo: float, hi: float, step: float, description: str, log: bool = False) -> widgets.Widget:

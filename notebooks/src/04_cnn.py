@@ -555,22 +555,22 @@ cells = {f"k{i}{j}": widgets.FloatText(value=float(KERNELS["identity"][i, j]), s
 preset = widgets.Dropdown(options=list(KERNELS), value="identity", description="preset")
 
 
-def load_preset(change) -> None:
-    for (i, j), v in np.ndenumerate(KERNELS[change["new"]]):
-        cells[f"k{i}{j}"].value = float(v)
+def load_preset(change) -> None:                                        # nine numbers, one redraw
+    editor.set_values(**{f"k{i}{j}": float(v) for (i, j), v in np.ndenumerate(KERNELS[change["new"]])})
 
 
 preset.observe(load_preset, names="value")
 editor = InteractiveFigure(draw_kernel, **cells)
-editor.children = [preset, widgets.GridBox(list(cells.values()), layout=widgets.Layout(
-    grid_template_columns="repeat(3, 80px)")), editor.image]
+editor.arrange(preset, widgets.GridBox(list(cells.values()), layout=widgets.Layout(grid_template_columns="repeat(3, 80px)")))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 editor
 
 # %%
+redraws = editor.redraws
 preset.value = "Sobel x"                     # what choosing a preset in the dropdown does
+print("redraws for the nine new numbers:", editor.redraws - redraws)
 print("kernel in the editor:", [[cells[f"k{i}{j}"].value for j in range(3)] for i in range(3)])
 print("the widget shows the Sobel-x filtered photo:", np.allclose(editor.result, apply_kernel(small_photo, KERNELS["Sobel x"])))
 
