@@ -4,16 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test unit notebook notebooks student check-exercises clean-venv help
+.PHONY: lab lab-instructor test unit classroom browser-test notebook notebooks student clean-venv help
 
 help:
-	@echo "make lab        open JupyterLab on the first notebook (creates .venv on first use)"
-	@echo "make test       unit tests + every notebook under nbval (the CI command)"
+	@echo "make lab        write the student versions to student/ (never overwriting your work) and open"
+	@echo "                JupyterLab on student/00_welcome.ipynb (creates .venv on first use)"
+	@echo "make lab-instructor   open JupyterLab on the instructor version (notebooks/, solutions included)"
+	@echo "make test       unit tests + every notebook under nbval + nbgrader autograding (what CI runs)"
 	@echo "make unit       unit tests only (fast)"
+	@echo "make classroom  nbgrader end to end: release, then autograde a blank and a solved submission"
+	@echo "make browser-test   JupyterLab in headless Chromium: instructor and student 01 (needs /usr/bin/chromium)"
 	@echo "make notebook NB=01_gradient_descent   rebuild one notebook from notebooks/src and execute it"
 	@echo "make notebooks  rebuild and execute every notebook"
 	@echo "make student    write student versions (solutions removed) to student/"
-	@echo "make check-exercises   run the student versions: every check must fail helpfully"
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +26,14 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	touch $(STAMP)
 
 lab: $(STAMP)
+	$(BIN)/python tools/student_version.py
+	$(BIN)/jupyter lab student/00_welcome.ipynb
+
+lab-instructor: $(STAMP)
 	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
 
 test: $(STAMP)
-	$(BIN)/python -m pytest --nbval tests notebooks
+	COURSE_TEST_CLASSROOM=1 $(BIN)/python -m pytest --nbval tests notebooks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
@@ -40,8 +47,11 @@ notebooks: $(STAMP)
 student: $(STAMP)
 	$(BIN)/python tools/student_version.py
 
-check-exercises: $(STAMP)
-	COURSE_TEST_STUDENT=1 $(BIN)/python -m pytest tests/test_exercises.py
+classroom: $(STAMP)
+	COURSE_TEST_CLASSROOM=1 $(BIN)/python -m pytest tests/test_classroom.py
+
+browser-test: $(STAMP)
+	COURSE_TEST_BROWSER=1 $(BIN)/python -m pytest tests/test_browser.py
 
 clean-venv:
 	rm -rf $(VENV)

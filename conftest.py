@@ -22,6 +22,15 @@ def pytest_collection_modifyitems(session, config, items):
         skip = getattr(notebook, "skip_compare", None)
         if skip is not None and "stderr" not in skip:
             notebook.skip_compare = tuple(skip) + ("stderr",)
+        # Exercise and check cells carry the tag `raises-exception` so that JupyterLab's Run All goes on
+        # past an unanswered exercise in the student version. nbval reads the same tag as "an error is
+        # allowed here"; in the instructor version every exercise is solved, so an error there is a bug.
+        # Only nbval's own `nbval-raises-exception` (or NBVAL_RAISES_EXCEPTION) may allow one.
+        cell = getattr(item, "cell", None)
+        options = getattr(item, "options", None)
+        if cell is not None and options is not None and "raises-exception" in cell.metadata.get("tags", ()):
+            options["check_exception"] = ("nbval-raises-exception" in cell.metadata.get("tags", ())
+                                          or "NBVAL_RAISES_EXCEPTION" in cell.source)
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,19 @@
 """Self-checking exercises: friendly verdicts that work with nbgrader.
 
-An exercise puts its answer between ``### BEGIN SOLUTION`` / ``### END SOLUTION``; nbgrader's
-student version replaces that region with ``raise NotImplementedError()``. The check cell then calls
-one of these functions, which prints a verdict and raises ``ExerciseFailed`` (an ``AssertionError``,
-so autograders count it as a failure) with a message saying what was expected and what was found.
+An exercise puts its answer between ``### BEGIN SOLUTION`` / ``### END SOLUTION``; the student
+version (``tools/student_version.py`` or nbgrader's ``generate_assignment``) replaces that region with
+``raise NotImplementedError()``. The check cell then calls one of these functions, which prints a
+verdict and raises ``ExerciseFailed`` (an ``AssertionError``, so autograders count it as a failure)
+with a message saying what was expected and what was found.
+
+``install_friendly_errors()`` (called by ``lib.device.setup_notebook``) makes the three errors a
+student meets in an exercise one short line each in Jupyter, instead of a traceback through this
+module: a failed check, an unanswered placeholder run at the top of a cell, and a name used before
+the cell that defines it was run.
 """
 from __future__ import annotations
 
+import types
 from typing import Any, Callable
 
 import numpy as np
@@ -39,9 +46,10 @@ def answer_of(name: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except NotImplementedError:
-        _fail(name, "not answered yet: replace `raise NotImplementedError()` with your code")
+        problem = "not answered yet: replace `raise NotImplementedError()` with your code"
     except NameError as e:
-        _fail(name, f"not answered yet ({e}); run the exercise cell first")
+        problem = f"not answered yet ({e}): run the exercise cell first"
+    _fail(name, problem)  # outside the except clause: no "during handling of the above exception" chain
 
 
 def check_close(name: str, got: Any, expected: Any, atol: float = 1e-6, rtol: float = 0.0) -> None:
@@ -131,8 +139,73 @@ def check_function(name: str, fn: Callable, cases: list[tuple[tuple, Any]], atol
         got = answer_of(name, lambda: fn(*args))
         try:
             check_close(f"{name} (case {i}/{len(cases)})", got, expected, atol=atol)
+            continue
         except ExerciseFailed:
             raise
         except (TypeError, ValueError) as e:
-            _fail(name, f"case {i}: the result could not be compared ({e})")
+            problem = f"case {i}: the result could not be compared ({e})"
+        _fail(name, problem)
     _ok(name, f"all {len(cases)} cases pass")
+
+
+# Jupyter: one line per exercise error -----------------------------------------------------------------
+
+RED, RESET = "\x1b[0;31m", "\x1b[0m"
+
+
+def install_friendly_errors(shell: Any = None) -> bool:
+    """In IPython/Jupyter, show exercise errors as one line each; return whether it was installed.
+
+    - ``ExerciseFailed`` (a check that did not pass): the check has already printed ❌ and why, so the
+      traceback through this module becomes one line pointing to it;
+    - ``NotImplementedError`` raised at the top level of a cell (an unanswered exercise): "not
+      answered yet";
+    - ``NameError`` at the top level of a cell (a check run before its exercise cell, or any cell run
+      before the one that defines a name): "run the cell that defines it first".
+    The same errors raised deeper, inside a function, keep IPython's full traceback: there they are
+    bugs to find, not a step skipped. The cell still ends in an error, so an autograder gives no points
+    and nbval still fails; only the display changes. Outside IPython this does nothing.
+    """
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None or not hasattr(shell, "set_custom_exc"):
+        return False
+    shell.set_custom_exc((ExerciseFailed, NotImplementedError, NameError), _short_traceback)
+    return True
+
+
+def _raised_in_cell(shell: Any, tb: types.TracebackType | None) -> bool:
+    """Whether the innermost frame of ``tb`` is the top level of a notebook cell."""
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame
+    return frame.f_code.co_name == "<module>" and frame.f_globals is getattr(shell, "user_ns", None)
+
+
+def friendly_message(etype: type, value: BaseException, top_level: bool) -> str | None:
+    """The one-line message shown for an exercise error, or None to keep the usual traceback."""
+    if issubclass(etype, ExerciseFailed):
+        return "this check did not pass yet (the ❌ line above says why)"
+    if issubclass(etype, NotImplementedError) and top_level:
+        return (f"{FAIL} not answered yet: replace `raise NotImplementedError()` in this cell with your "
+                "answer and run it again")
+    if issubclass(etype, NameError) and top_level:
+        return (f"{FAIL} {value}: run the cell that defines it first (for a check: the exercise cell "
+                "above it); if no cell defines it, check the spelling")
+    return None
+
+
+def _short_traceback(shell: Any, etype: type, value: BaseException, tb: types.TracebackType | None,
+                     tb_offset: int | None = None) -> None:
+    """IPython's custom-exception hook; it must show the error itself (IPython ignores what it returns)."""
+    message = friendly_message(etype, value, _raised_in_cell(shell, tb))
+    if message is None:
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    else:  # published as an error (ename, evalue, a one-line traceback), as any failed cell is
+        shell._showtraceback(etype, value, [f"{RED}{etype.__name__}{RESET}: {message}"])

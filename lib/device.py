@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lib.check import install_friendly_errors
 from lib.validate import describe, require_module
 
 
@@ -148,10 +149,12 @@ def setup_notebook(seed: int = 0, single_thread: bool = True) -> torch.device:
     Seeds every generator (``seed_everything(seed)``); with ``single_thread`` lets PyTorch use one
     CPU thread — the course's models are small, so a second thread only adds synchronisation, and
     one thread gives the same numbers whatever ``OMP_NUM_THREADS`` says (on a GPU this changes
-    nothing); prints and returns the device ``get_device()`` picks.
+    nothing); in Jupyter, shows exercise errors as one line each (``lib.check.install_friendly_errors``);
+    prints and returns the device ``get_device()`` picks.
     """
     if not isinstance(single_thread, (bool, np.bool_)):
         raise TypeError(f"single_thread must be True or False, got {single_thread!r}")
+    install_friendly_errors()
     device = get_device()
     if single_thread:
         torch.set_num_threads(1)

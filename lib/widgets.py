@@ -30,6 +30,9 @@ from lib.validate import describe, require_bool, require_number
 # three rows of controls fit in it without scrolling.
 MAX_WIDTH_PX = 880
 MAX_HEIGHT_PX = 420
+# Widget pictures are read while a control moves, so they are drawn at 100 dpi (10-point text is about
+# 14 px), more than the 72 dpi of the course's stored figures (lib.plot), unless that overflows the box.
+WIDGET_DPI = 100
 PAD_INCHES = 0.1  # the white margin savefig(bbox_inches="tight") keeps around the figure
 HINT = "Interactive figure: run this cell to use its controls."
 
@@ -42,13 +45,13 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 
 def figure_png(fig: plt.Figure) -> bytes:
-    """``fig`` as a PNG that fits ``MAX_WIDTH_PX`` x ``MAX_HEIGHT_PX``, at most at the figure's own dpi.
+    """``fig`` as a PNG at ``WIDGET_DPI``, or smaller where needed to fit ``MAX_WIDTH_PX`` x ``MAX_HEIGHT_PX``.
 
     The dpi comes from the figure's tight bounding box, so the saved (tight) PNG fits; text may
     measure a pixel wider at another dpi, so a PNG that still overflows is saved again, smaller.
     """
     box = fig.get_tightbbox()  # inches
-    dpi = min(fig.dpi, MAX_WIDTH_PX / (box.width + 2 * PAD_INCHES), MAX_HEIGHT_PX / (box.height + 2 * PAD_INCHES))
+    dpi = min(WIDGET_DPI, MAX_WIDTH_PX / (box.width + 2 * PAD_INCHES), MAX_HEIGHT_PX / (box.height + 2 * PAD_INCHES))
     for _ in range(3):
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=PAD_INCHES)

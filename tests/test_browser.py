@@ -57,6 +57,7 @@ def test_instructor_widget_redraws_when_a_control_moves(instructor):
     widget = instructor.widgets[0]
     assert widget.redrawn, f"moving {widget.control} did not change the picture"
     assert all(scale <= browser_check.MAX_UPSCALE for scale in widget.scales), str(widget)
+    assert widget.fits, str(widget)  # controls and picture on a 1366x768 screen, with the file browser open
 
 
 def test_student_version_run_all_reaches_the_last_cell(request):

@@ -1,3 +1,7 @@
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -64,3 +68,57 @@ def test_check_true_with_an_array_condition(capsys):
     with pytest.raises(check.ExerciseFailed, match=r"found an array of shape \(2,\)"):
         check.check_true("many", np.array([True, False]), "hint")
     assert "❌ many: expected True or False" in capsys.readouterr().out
+
+
+def test_unanswered_failure_is_not_chained_to_the_placeholder():
+    """The student sees one error, not "during handling of the above exception, another occurred"."""
+    def todo():
+        raise NotImplementedError()
+    with pytest.raises(check.ExerciseFailed) as failure:
+        check.answer_of("todo", todo)
+    assert failure.value.__context__ is None and failure.value.__cause__ is None
+    with pytest.raises(check.ExerciseFailed) as failure:
+        check.check_function("f", lambda x: "text", [((1,), 2.0)])
+    assert failure.value.__context__ is None
+
+
+@pytest.fixture
+def shell():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    assert check.install_friendly_errors(shell)
+    yield shell
+    shell.set_custom_exc((), None)
+
+
+def run(shell, code: str, capsys) -> tuple[BaseException | None, str]:
+    result = shell.run_cell(code, store_history=False)
+    return result.error_in_exec, re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # colours off
+
+
+def test_exercise_errors_are_one_line_in_ipython(shell, capsys):
+    error, out = run(shell, "from lib import check\ncheck.check_close('v', 1.0, 2.0)", capsys)
+    assert isinstance(error, check.ExerciseFailed)
+    assert "❌ v: expected 2, found 1" in out and "ExerciseFailed: this check did not pass yet" in out
+    assert "Traceback" not in out and "check.py" not in out
+
+    error, out = run(shell, "# YOUR CODE HERE\nraise NotImplementedError()", capsys)
+    assert isinstance(error, NotImplementedError) and "not answered yet" in out and "Traceback" not in out
+
+    error, out = run(shell, "print(never_defined_here)", capsys)
+    assert isinstance(error, NameError) and "run the cell that defines it first" in out
+
+
+def test_errors_inside_functions_keep_their_traceback(shell, capsys):
+    """A NameError or NotImplementedError inside a function is a bug to find: the full traceback stays."""
+    error, out = run(shell, "def f():\n    return never_defined_here\nf()", capsys)
+    assert isinstance(error, NameError) and "run the cell that defines it" not in out
+    assert "never_defined_here" in out and "f()" in out
+
+
+def test_friendly_errors_need_ipython():
+    assert check.install_friendly_errors(object()) is False  # not a shell
+    plain = subprocess.run([sys.executable, "-c", "from lib import check; print(check.install_friendly_errors())"],
+                           capture_output=True, text=True, check=True)
+    assert plain.stdout.strip() == "False"  # plain Python: nothing to install

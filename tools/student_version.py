@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Write the student version of notebooks: solutions removed, outputs cleared.
 
-    python tools/student_version.py [notebooks/NN_name.ipynb ...] [--out student]
+    python tools/student_version.py [notebooks/NN_name.ipynb ...] [--out student] [--force]
 
 Every region between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes
-``raise NotImplementedError()`` at the marker's indentation (what nbgrader's generate_assignment
-does), so the exercise's check cell reports "not answered yet" until the student fills it in.
+``# YOUR CODE HERE`` + ``raise NotImplementedError()`` at the marker's indentation, exactly as
+nbgrader's ``generate_assignment`` does (``tests/test_classroom.py`` checks that both give the same
+cells), so the exercise's check cell reports "not answered yet" until the student fills it in. Cell
+metadata stay: nbgrader's, and the ``raises-exception`` tag that lets Run All go past an unanswered
+exercise. A student's existing notebook is never overwritten unless ``--force`` is given.
 """
 from __future__ import annotations
 
@@ -23,15 +26,14 @@ def strip_solutions(source: str) -> str:
     """Replace each solution region of a cell's source by ``raise NotImplementedError()``."""
     out, inside = [], False
     for line in source.split("\n"):
-        stripped = line.strip()
-        if stripped == BEGIN:
+        if BEGIN in line:  # the same test as nbgrader's ClearSolutions
             if inside:
                 raise ValueError("nested ### BEGIN SOLUTION")
             inside = True
             indent = re.match(r"\s*", line).group(0)
             out.append(f"{indent}# YOUR CODE HERE")
             out.append(f"{indent}raise NotImplementedError()")
-        elif stripped == END:
+        elif END in line:
             if not inside:
                 raise ValueError("### END SOLUTION without a matching BEGIN")
             inside = False
@@ -56,11 +58,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, default=Path("student"))
+    parser.add_argument("--force", action="store_true", help="overwrite student notebooks that exist")
     args = parser.parse_args()
     paths = args.notebooks or sorted(Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
     args.out.mkdir(parents=True, exist_ok=True)
     for path in paths:
         target = args.out / path.name
+        if target.exists() and not args.force:
+            print(f"{target} exists: kept (your work is never overwritten; --force replaces it)")
+            continue
         nbformat.write(student_notebook(nbformat.read(path, as_version=4)), target)
         print(f"{path} -> {target}")
     return 0

@@ -36,8 +36,15 @@
 #   with `_scratch` added (`conv2d_scratch` reproduces `F.conv2d`), and its check prints one line such as
 #   `conv2d_scratch == F.conv2d (to 1e-5): True`. Read the library: each module is short.
 # - **Nothing is downloaded.** Every dataset is generated or ships inside an installed package.
-# - **Exercises** close each chapter. Write your answer where it says so and run the check cell below it:
-#   it prints ✅ or ❌ with what was expected and what it found.
+# - **Two versions of every notebook.** `notebooks/` holds the instructor version: every exercise solved and
+#   every output stored (it is what the course's tests run). Study in the **student version**, where each
+#   answer is left for you: `make lab` writes it to `student/` and opens JupyterLab there (without `make`:
+#   `python tools/student_version.py`, then open `student/00_welcome.ipynb`). Your work in `student/` is
+#   never overwritten. In a class, your teacher hands out the same student version through nbgrader.
+# - **Exercises** close each chapter, each worth the points shown. Replace `raise NotImplementedError()`
+#   under `# YOUR CODE HERE` with your answer, run that cell, then the check cell below it: it prints ✅,
+#   or ❌ with what was expected and what it found. An unanswered exercise does not stop *Run All*: its
+#   check says so in one line and the cells after it still run.
 # - **GPU.** If your machine has a CUDA GPU (or an Apple-silicon GPU), `lib.device.get_device()` picks it
 #   and the notebooks run on it unchanged.
 #
@@ -427,10 +434,10 @@ print(browser.result)
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise has a cell for your answer (between `### BEGIN SOLUTION` and `### END SOLUTION`) and a
-# check cell that says ✅ or ❌.
+# Each exercise has a cell for your answer (replace `raise NotImplementedError()` in the student version)
+# and a check cell that says ✅ or ❌.
 #
-# **Exercise 1.** Complete `class_counts(y)` so that it returns a list of how many examples of each digit
+# **Exercise 1 (2 points).** Complete `class_counts(y)` so that it returns a list of how many examples of each digit
 # 0–9 the label array `y` holds. (Hint: `np.bincount`.)
 
 # %%
@@ -443,14 +450,14 @@ def class_counts(y: np.ndarray) -> list[int]:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 _, y_test = data.digits("test")
 check.check_equal("class_counts(digits test labels)",
                   check.answer_of("class_counts", lambda: class_counts(y_test)),
                   [int((y_test == d).sum()) for d in range(10)])
 
 # %% [markdown]
-# **Exercise 2.** Complete `mean_name_length(kind)`: the average number of characters of the *training*
+# **Exercise 2 (2 points).** Complete `mean_name_length(kind)`: the average number of characters of the *training*
 # names of one kind (`"female"`, `"male"` or `"last"`), from `text.names_split`.
 
 # %%
@@ -461,13 +468,13 @@ def mean_name_length(kind: str) -> float:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 expected = {k: float(np.mean([len(n) for n in text.names_split(k, "train")])) for k in ("female", "last")}
 check.check_function("mean_name_length", mean_name_length,
                      [(("female",), expected["female"]), (("last",), expected["last"])])
 
 # %% [markdown]
-# **Exercise 3.** The "add" sequence task stores two numbers of `length` digits side by side in each
+# **Exercise 3 (2 points).** The "add" sequence task stores two numbers of `length` digits side by side in each
 # source row and their sum in the target row (most significant digit first). Complete
 # `decode_sum(src_row, length)` so that it returns the integer value of the *sum* of the two numbers in
 # one source row, computed from the source alone. The check compares your result with the number whose
@@ -482,14 +489,14 @@ def decode_sum(src_row: np.ndarray, length: int) -> int:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 src, tgt = data.sequence_task("add", "test", length=4, sizes=(50, 10, 10))
 cases = [((src[i], 4), int("".join(map(str, tgt[i])))) for i in range(5)]
 check.check_function("decode_sum", decode_sum, cases)
 
 
 # %% [markdown]
-# **Exercise 4 — predict, then measure: the simplest baseline.** Every chapter prints the simplest
+# **Exercise 4 — predict, then measure: the simplest baseline (1 point).** Every chapter prints the simplest
 # baseline next to its models, because a number like "90 % accuracy" means nothing without one. The
 # simplest classifier ignores the image and always answers the digit that is most common in the
 # *training* set. *Before running anything*, predict its accuracy on the 360 test digits, in per cent
@@ -501,7 +508,7 @@ check.check_function("decode_sum", decode_sum, cases)
 predicted_majority_accuracy = 10.0
 ### END SOLUTION
 
-# %%
+# %% [check: 1 point]
 _, y_train_labels = data.digits("train")
 majority_digit = int(np.bincount(y_train_labels).argmax())
 measured_accuracy = 100 * float(np.mean(y_test == majority_digit))

@@ -641,7 +641,7 @@ print(f'lib.optim.Adam(eps=1e-3, eps_mode="keras") == keras.optimizers.Adam(epsi
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 — gradient of the mean absolute error.** Derive the gradient of
+# **Exercise 1 — gradient of the mean absolute error (2 points).** Derive the gradient of
 # $L_1(w, b) = \frac1n\sum_i |wx_i + b - y_i|$ (hint: $\frac{d}{dr}|r| = \operatorname{sign}(r)$, and
 # take $\operatorname{sign}(0) = 0$) and complete `mae_grad(theta)`, returning
 # $(\partial L_1/\partial w, \partial L_1/\partial b)$ for the data `x, y` of section 1.
@@ -657,7 +657,7 @@ def mae_grad(theta: np.ndarray) -> np.ndarray:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def mae(theta):
     return np.mean(np.abs(theta[0] * x + theta[1] - y))
 
@@ -670,7 +670,7 @@ cases = [((t,), numeric_grad(mae, t)) for t in (np.array([0.3, 0.2]), np.array([
 check.check_function("mae_grad", mae_grad, cases, atol=1e-5)
 
 # %% [markdown]
-# **Exercise 2 — the divergence threshold.** Complete `largest_stable_lr(inputs)`: for the MSE of a
+# **Exercise 2 — the divergence threshold (2 points).** Complete `largest_stable_lr(inputs)`: for the MSE of a
 # line fitted to `inputs` (any 1-D array of $x$ values), return $2/\lambda_{\max}$ of the Hessian
 # $\frac{2}{n}A^\top A$ with rows $(x_i, 1)$.
 
@@ -682,7 +682,7 @@ def largest_stable_lr(inputs: np.ndarray) -> float:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 check.check_function("largest_stable_lr", largest_stable_lr,
                      [((x,), eta_max), ((x_shift,), 2 / lam_shift.max())])
 limit = largest_stable_lr(x_shift)
@@ -692,7 +692,7 @@ check.check_true("the threshold predicts divergence",
                  "GD should converge just below your threshold and blow up just above it")
 
 # %% [markdown]
-# **Exercise 3 — Nesterov momentum.** Nesterov's variant takes the gradient step from the point the
+# **Exercise 3 — Nesterov momentum (2 points).** Nesterov's variant takes the gradient step from the point the
 # velocity is about to carry $\theta$ to. In the equivalent form PyTorch uses: with $g = \nabla L(\theta)$,
 # $v \leftarrow \mu v + g$ and then $\theta \leftarrow \theta - \eta\,(g + \mu v)$.
 # Complete `nesterov_final(lr, mu, steps)`: run `steps` Nesterov steps on the ill-conditioned problem
@@ -711,7 +711,7 @@ def nesterov_final(lr: float, mu: float, steps: int) -> np.ndarray:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def torch_nesterov(lr, mu, steps):
     w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.SGD([w], lr=lr, momentum=mu, nesterov=True)
@@ -726,7 +726,7 @@ check.check_function("nesterov_final", nesterov_final,
 
 
 # %% [markdown]
-# **Exercise 4 — predict, then measure: a loss 100 times larger.** Multiply the loss of section 6 by 100,
+# **Exercise 4 — predict, then measure: a loss 100 times larger (1 point).** Multiply the loss of section 6 by 100,
 # so every gradient is 100 times larger. *Before running anything*, predict by what factor the length of
 # the **first step** changes for (a) plain gradient descent and (b) Adam, both with the same learning rate
 # as before. Write your two numbers below; the check cell then measures both and compares.
@@ -736,7 +736,7 @@ check.check_function("nesterov_final", nesterov_final,
 factor_gd, factor_adam = 100, 1
 ### END SOLUTION
 
-# %%
+# %% [check: 1 point]
 def first_step_length(optimizer: str, scale: float) -> float:
     path = optimize_path(lambda theta: scale * grad_shift(theta), START_SHIFT, optimizer, lr=0.01, steps=1)
     return float(np.linalg.norm(path[1] - path[0]))

@@ -773,7 +773,7 @@ print(network_widget.result)
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 — a new operation.** The softplus function $\operatorname{softplus}(x) = \log(1 + e^x)$
+# **Exercise 1 — a new operation (2 points).** The softplus function $\operatorname{softplus}(x) = \log(1 + e^x)$
 # is a smooth ReLU. Complete `softplus_grad(x)`, its derivative, derived by hand (no autograd). The check
 # compares it with PyTorch's autograd at several points.
 
@@ -787,7 +787,7 @@ def softplus_grad(x: float) -> float:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def torch_softplus_grad(x):
     t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     torch.nn.functional.softplus(t).backward()
@@ -797,7 +797,7 @@ def torch_softplus_grad(x):
 check.check_function("softplus_grad", softplus_grad, [((x,), torch_softplus_grad(x)) for x in (-3.0, 0.0, 0.7, 4.0)])
 
 # %% [markdown]
-# **Exercise 2 — backward of a linear layer.** A linear layer computes $Y = XW + b$ for
+# **Exercise 2 — backward of a linear layer (2 points).** A linear layer computes $Y = XW + b$ for
 # $X: (n, d)$, $W: (d, m)$, $b: (m,)$. Given the upstream gradient $G_Y = \partial L/\partial Y$ of shape
 # $(n, m)$, complete `linear_backward(X, W, G_Y)` to return $(G_X, G_W, G_b)$. (Let the shapes guide you.)
 
@@ -808,7 +808,7 @@ def linear_backward(X: np.ndarray, W: np.ndarray, G_Y: np.ndarray):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 Xe, We, be = (torch.tensor(np.random.default_rng(s).normal(size=shape), requires_grad=True)
               for s, shape in [(1, (6, 4)), (2, (4, 3)), (3, (3,))])
 G = torch.tensor(np.random.default_rng(4).normal(size=(6, 3)))
@@ -821,7 +821,7 @@ for name, got, exp in zip(["G_X", "G_W", "G_b"], answer, expected):
     check.check_close(name, got, exp, atol=1e-10)
 
 # %% [markdown]
-# **Exercise 3 — division in the engine.** `Value` implements $a / b$ as $a \cdot b^{-1}$. Complete
+# **Exercise 3 — division in the engine (2 points).** `Value` implements $a / b$ as $a \cdot b^{-1}$. Complete
 # `quotient_grads(a, b)`: return $\left(\frac{\partial}{\partial a}\frac{a}{b},\ \frac{\partial}{\partial b}\frac{a}{b}\right)$
 # computed **with the engine**: build $a/b$ from two `Value`s, call `backward()` and read the two
 # gradients. The check compares them with the formulas $1/b$ and $-a/b^2$ (which you could also derive
@@ -836,13 +836,13 @@ def quotient_grads(a: float, b: float) -> tuple[float, float]:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 check.check_function("quotient_grads", quotient_grads,
                      [((a, b), (1 / b, -a / b ** 2)) for a, b in [(1.0, 2.0), (-3.0, 0.5), (2.5, -4.0)]])
 
 
 # %% [markdown]
-# **Exercise 4 — predict, then measure: tanh in the deep network.** Section 9 measured how much the
+# **Exercise 4 — predict, then measure: tanh in the deep network (1 point).** Section 9 measured how much the
 # gradient shrinks from the last hidden layer to the first in a 12-layer network at initialisation:
 # by about $10^{10}$ with sigmoids, $10^{3}$ with ReLUs. *Before running anything*, predict: with tanh
 # (which, like the sigmoid, saturates, but has derivative 1 at 0 instead of 1/4), will the shrinking be
@@ -854,7 +854,7 @@ check.check_function("quotient_grads", quotient_grads,
 prediction = "ReLU"
 ### END SOLUTION
 
-# %%
+# %% [check: 1 point]
 tanh_norms = layer_gradient_norms(torch.nn.Tanh)
 orders = {name: math.log10(v[-1] / v[0]) for name, v in [*norms.items(), ("tanh", tanh_norms)]}
 print("last layer / first layer gradient norm: " + ", ".join(f"{name} ≈ 10^{order:.1f}" for name, order in orders.items()))

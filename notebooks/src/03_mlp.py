@@ -670,10 +670,10 @@ results.expect("Keras MLP test accuracy", 100 * keras_acc, 97.8, results.toleran
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise has a cell for your answer (between `### BEGIN SOLUTION` and `### END SOLUTION`) and a
-# check cell that prints ✅ or ❌.
+# Each exercise has a cell for your answer (replace `raise NotImplementedError()` in the student version)
+# and a check cell that prints ✅ or ❌.
 #
-# **Exercise 1 — the gradient with label smoothing.** Section 2 derived $\partial L/\partial z = (P - Y)/n$
+# **Exercise 1 — the gradient with label smoothing (2 points).** Section 2 derived $\partial L/\partial z = (P - Y)/n$
 # for one-hot targets. With label smoothing (section 5) the target of an example with label $y$ is the row
 # $q = (1-\varepsilon)\,\mathrm{onehot}(y) + \varepsilon/k$, and the loss is $-\frac1n\sum_i\sum_j q_{ij}\log p_{ij}$.
 # Complete `smoothed_ce_grad(logits, y, eps)`: its gradient with respect to `logits: (n, k)`, for integer
@@ -693,7 +693,7 @@ def smoothed_ce_grad(logits: np.ndarray, y: np.ndarray, eps: float) -> np.ndarra
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def autograd_smoothed_grad(logits, y, eps):
     t = torch.tensor(logits, requires_grad=True)
     F.cross_entropy(t, torch.tensor(y), label_smoothing=eps).backward()
@@ -707,7 +707,7 @@ check.check_function("smoothed_ce_grad", lambda z, y, e: np.round(np.asarray(smo
                      [((z, y, e), np.round(autograd_smoothed_grad(z, y, e), 12)) for z, y, e in cases], atol=1e-10)
 
 # %% [markdown]
-# **Exercise 2 — counting parameters.** Complete `mlp_parameter_count(sizes)`: the number of weights and
+# **Exercise 2 — counting parameters (2 points).** Complete `mlp_parameter_count(sizes)`: the number of weights and
 # biases of a fully connected network with layer widths `sizes`, e.g. `(64, 256, 10)`.
 
 # %%
@@ -717,13 +717,13 @@ def mlp_parameter_count(sizes: tuple[int, ...]) -> int:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 check.check_function("mlp_parameter_count", mlp_parameter_count,
                      [((s,), sum(p.numel() for p in MLP(s).parameters()))
                       for s in [(64, 10), (64, 256, 10), (64, 256, 256, 10), (5, 3, 7, 2)]])
 
 # %% [markdown]
-# **Exercise 3 — a confusion matrix by hand.** Complete `my_confusion_matrix(y_true, y_pred, k)`: a
+# **Exercise 3 — a confusion matrix by hand (2 points).** Complete `my_confusion_matrix(y_true, y_pred, k)`: a
 # `(k, k)` integer array whose entry `[i, j]` counts examples of true class `i` predicted as `j`. Do not
 # use scikit-learn; the check compares with `sklearn.metrics.confusion_matrix`.
 
@@ -736,14 +736,14 @@ def my_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.nd
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 ex_rng = np.random.default_rng(4)
 cm_cases = [(ex_rng.integers(0, k, 40), ex_rng.integers(0, k, 40), k) for k in (3, 10)]
 check.check_function("my_confusion_matrix", my_confusion_matrix,
                      [((t, p, k), confusion_matrix(t, p, labels=range(k))) for t, p, k in cm_cases])
 
 # %% [markdown]
-# **Exercise 4 — predict, then measure: how low can the training loss go?** Our recipe trains with label
+# **Exercise 4 — predict, then measure: how low can the training loss go? (3 points)** Our recipe trains with label
 # smoothing $\varepsilon = 0.1$ (section 5).
 # 1. Complete `smoothing_floor(eps, k)`: the smallest value the smoothed cross-entropy can take for $k$
 #    classes, whatever the logits (the entropy of the smoothed target).
@@ -769,7 +769,7 @@ def my_prediction() -> bool:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def final_training_loss(eps: float) -> float:
     with seeded(0):
         model = MLP((64, 256, 10))
@@ -792,6 +792,6 @@ check.check_function("smoothing_floor", lambda eps, k: round(float(smoothing_flo
 loss_plain, loss_smoothed = final_training_loss(0.0), final_training_loss(0.1)
 print(f"measured final training loss: {loss_plain:.4f} without smoothing, {loss_smoothed:.4f} with eps = 0.1")
 
-# %%
+# %% [check: 1 point]
 check.check_equal("my_prediction (does the smoothed loss fall below 0.1?)",
                   check.answer_of("my_prediction", my_prediction), bool(loss_smoothed < 0.1))

@@ -655,10 +655,10 @@ results.expect("Keras CNN test accuracy", 100 * keras_acc, 99.4, results.toleran
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise has a cell for your answer (between `### BEGIN SOLUTION` and `### END SOLUTION`) and a
-# check cell that prints ✅ or ❌.
+# Each exercise has a cell for your answer (replace `raise NotImplementedError()` in the student version)
+# and a check cell that prints ✅ or ❌.
 #
-# **Exercise 1 — predict, then measure: equivariance and invariance.** Shift a digit one pixel to the right
+# **Exercise 1 — predict, then measure: equivariance and invariance (2 points).** Shift a digit one pixel to the right
 # (`shift_images(x, 0, 1)`, zero fill). *Before measuring*, predict, and make `my_predictions()` return two
 # booleans:
 # - (a) are the trained CNN's first-layer outputs of the shifted digit, `cnn.features[0][0](shifted)`, the
@@ -689,7 +689,7 @@ def equivariance_gap(conv: nn.Module, x: torch.Tensor) -> float:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 x_ex = torch.tensor(X_val[:50])
 conv1_layer = cnn.features[0][0]
 with torch.no_grad():
@@ -704,7 +704,7 @@ print("measured: the convolution is equivariant (gap below 1e-5):", reference_ga
       "| the logits are invariant (change below 1e-4):", logit_change < 1e-4)
 
 # %% [markdown]
-# **Exercise 2 — average pooling.** Complete `avg_pool(x, k)`: non-overlapping $k \times k$ average
+# **Exercise 2 — average pooling (2 points).** Complete `avg_pool(x, k)`: non-overlapping $k \times k$ average
 # pooling (stride $k$) of `x: (N, C, H, W)` with $H$ and $W$ divisible by $k$. Hint: a reshape to
 # `(N, C, H/k, k, W/k, k)` puts each window on two axes.
 
@@ -716,7 +716,7 @@ def avg_pool(x: np.ndarray, k: int) -> np.ndarray:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 ex_rng = np.random.default_rng(5)
 # integer pixel values and windows of 4 or 16 pixels: every average is exact, whatever the summation order
 pool_cases = [(ex_rng.integers(-9, 10, shape).astype(np.float64), k) for shape, k in
@@ -725,7 +725,7 @@ check.check_function("avg_pool", avg_pool, [((x, k), F.avg_pool2d(torch.tensor(x
                      atol=1e-5)
 
 # %% [markdown]
-# **Exercise 3 — how deep must a CNN be to see the whole digit?** Use the receptive-field rule of
+# **Exercise 3 — how deep must a CNN be to see the whole digit? (2 points)** Use the receptive-field rule of
 # section 5 (padding does not change the receptive field). Complete `layers_to_see_8x8()`: return a pair
 # of integers — (a) the smallest number of 3×3 convolutions with stride 1, and nothing else, after which
 # one unit sees at least 8×8 input pixels; (b) the same when every 3×3 convolution is followed by a 2×2
@@ -739,7 +739,7 @@ def layers_to_see_8x8() -> tuple[int, int]:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def convs_needed(with_pool: bool) -> int:
     for n in range(1, 10):
         layers = [("c", 3, 1), ("p", 2, 2)] * n if with_pool else [("c", 3, 1)] * n

@@ -631,7 +631,7 @@ results.expect("Keras LSTM test NLL after 4 epochs", keras_trained_nll, 2.124, r
 #
 # ## Exercises
 #
-# **Exercise 1 — the GRU step.** Complete `gru_step` so that it computes one step of the GRU of
+# **Exercise 1 — the GRU step (2 points).** Complete `gru_step` so that it computes one step of the GRU of
 # section 7. `W_ih: (3H, I)` and `W_hh: (3H, H)` stack the blocks in the order $r, z, n$ (as
 # PyTorch does); `b_ih`, `b_hh: (3H,)`.
 
@@ -647,7 +647,7 @@ def gru_step(x, h, W_ih, W_hh, b_ih, b_hh):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 torch.manual_seed(5)
 _gru = nn.GRUCell(4, 6)
 _x, _h = torch.randn(3, 4), torch.randn(3, 6)
@@ -660,7 +660,7 @@ check.check_true("gru_step", isinstance(_got, torch.Tensor) and _got.shape == _e
 
 
 # %% [markdown]
-# **Exercise 2 — temperature.** Complete `softmax_with_temperature(logits, tau)` for a 1-D tensor of
+# **Exercise 2 — temperature (2 points).** Complete `softmax_with_temperature(logits, tau)` for a 1-D tensor of
 # logits and a temperature $\tau > 0$ (section 9). Subtract the maximum before exponentiating so
 # that large logits do not overflow.
 
@@ -673,7 +673,7 @@ def softmax_with_temperature(logits, tau):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 _z = torch.tensor([2.0, 1.0, 0.1, -3.0])
 _cases = [(_z, 1.0), (_z, 0.5), (torch.tensor([1000.0, 999.0]), 2.0)]
 _got = [check.answer_of("softmax_with_temperature", lambda: softmax_with_temperature(z, t)) for z, t in _cases]
@@ -685,7 +685,7 @@ check.check_true("softmax_with_temperature",
 
 
 # %% [markdown]
-# **Exercise 3 — predict, then sample at $\tau = 0$.** Before running anything: how many *different* names
+# **Exercise 3 — predict, then sample at $\tau = 0$ (2 points).** Before running anything: how many *different* names
 # will `sample(lstm, vocab, n=20, temperature=0, seed=0)` return, and would `seed=1` give other names?
 # Write your predicted number of different names in `predicted_distinct`. Then run it, and store the
 # name(s) you get, as a list, in `greedy_names`. Why is the answer what it is?
@@ -696,7 +696,7 @@ predicted_distinct = 1   # tau = 0 takes the argmax at every step: no randomness
 greedy_names = sorted(set(sample(lstm, vocab, n=20, temperature=0, seed=0)))
 ### END SOLUTION
 
-# %%
+# %% [check: 2 points]
 _runs = [sample(lstm, vocab, n=20, temperature=0, seed=s) for s in (0, 1, 2)]
 _distinct = len(set(_runs[0]))
 check.check_equal("predicted_distinct", check.answer_of("predicted_distinct", lambda: predicted_distinct), _distinct)
@@ -706,7 +706,7 @@ check.check_true("same for every seed", _runs[0] == _runs[1] == _runs[2],
 
 
 # %% [markdown]
-# **Exercise 4 — clipping by hand.** With `max_norm = 5`, what is the norm of the gradient vector
+# **Exercise 4 — clipping by hand (1 point).** With `max_norm = 5`, what is the norm of the gradient vector
 # $(30, 40)$ after clipping, and what vector is it? Store the clipped vector in `clipped_vector`
 # (a list of two numbers).
 
@@ -715,7 +715,7 @@ check.check_true("same for every seed", _runs[0] == _runs[1] == _runs[2],
 clipped_vector = [3.0, 4.0]
 ### END SOLUTION
 
-# %%
+# %% [check: 1 point]
 check.check_close("clipped_vector", check.answer_of("clipped_vector", lambda: clipped_vector), [3.0, 4.0], atol=1e-6)
 
 

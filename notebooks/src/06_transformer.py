@@ -911,7 +911,7 @@ print(f"keras_block == lib.transformer.Block (to 1e-5): {close}")
 #
 # ## Exercises
 #
-# **Exercise 1 — padding and causality together.** To continue several prompts at once, a GPT pads
+# **Exercise 1 — padding and causality together (2 points).** To continue several prompts at once, a GPT pads
 # them on the *left*, so that every prompt ends at the last position. A batch holds prompts of the
 # lengths in `lengths` (a list of ints), left-padded to a common length `T`. Complete
 # `left_padded_causal_mask(lengths, T)`: a `(B, T, T)` boolean tensor, `True` where query $t$ of
@@ -929,7 +929,7 @@ def left_padded_causal_mask(lengths, T):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 _lengths, _T = [5, 2, 4], 5
 _mask = check.answer_of("left_padded_causal_mask", lambda: left_padded_causal_mask(_lengths, _T))
 check.check_true("left_padded_causal_mask: shape and type", isinstance(_mask, torch.Tensor)
@@ -948,7 +948,7 @@ check.check_true("left_padded_causal_mask: real tokens unaffected by padding", n
                  "the padding comes first.")
 
 # %% [markdown]
-# **Exercise 2 — keys that are copies.** A Python dictionary cannot hold a key twice; attention can,
+# **Exercise 2 — keys that are copies (2 points).** A Python dictionary cannot hold a key twice; attention can,
 # and the copies add up. A query's score $q \cdot k / \sqrt d$ for key B is `gap` below its score for
 # key A. The context holds key A once and $n$ exact copies of key B (each with B's value). Complete
 # `copies_needed(gap, share)`: the smallest $n$ for which the copies of B together get at least the
@@ -963,7 +963,7 @@ def copies_needed(gap, share):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def _share_of_copies(gap, n):   # the check builds the scores and applies torch.softmax to them
     scores = torch.tensor([0.0] + [-float(gap)] * int(n), dtype=torch.float64)   # key A, then n copies of B
     return float(torch.softmax(scores, dim=0)[1:].sum())
@@ -979,7 +979,7 @@ check.check_true("copies_needed", all(_smallest),
                  "to e^score: test your n by building the scores and applying torch.softmax.")
 
 # %% [markdown]
-# **Exercise 3 — where the decoder-only model looks.** In section 8's layout the model reads `L`
+# **Exercise 3 — where the decoder-only model looks (2 points).** In section 8's layout the model reads `L`
 # digits at positions $0, \dots, L-1$, the separator at position $L$, then its own outputs. Complete
 # `reversal_positions(t, L)`: the position of the query that predicts output $t$ (counting from 0), and
 # the position of the input digit it must copy, as a pair `(query, key)`.
@@ -991,7 +991,7 @@ def reversal_positions(t, L):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 for _L in (8, 5):
     _x, _y = as_language_model(*sequence_task("reverse", "test", length=_L, vocab=10), sep=SEP)
     _pairs = check.answer_of("reversal_positions", lambda: [tuple(reversal_positions(t, _L)) for t in range(_L)])
@@ -1002,7 +1002,7 @@ for _L in (8, 5):
                      "inputs and targets for one sequence to see the layout.")
 
 # %% [markdown]
-# **Exercise 4 — what attention costs in memory.** Training keeps every layer's attention weights for
+# **Exercise 4 — what attention costs in memory (2 points).** Training keeps every layer's attention weights for
 # the backward pass. Complete `attention_weight_bytes(B, h, T, n_layers, bytes_per_number)` (the bytes
 # taken by the weights of `n_layers` layers with `h` heads, for a batch of `B` sequences of length `T`)
 # and `n_unmasked(T)` (how many of one head's $T \times T$ scores a causal mask leaves finite). Then use
@@ -1023,14 +1023,14 @@ def n_unmasked(T):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 check.check_equal("attention_weight_bytes", check.answer_of("attention_weight_bytes", lambda: [
     attention_weight_bytes(1, 1, 3, 1, 4), attention_weight_bytes(2, 4, 10, 3, 2)]), [36, 4800])
 check.check_equal("n_unmasked", check.answer_of("n_unmasked", lambda: [n_unmasked(T_) for T_ in (1, 4, 7)]),
                   [int(causal_mask(T_).sum()) for T_ in (1, 4, 7)])
 
 # %% [markdown]
-# **Exercise 5 — predict, then measure.** The LSTM of section 8 keeps every digit in its state ($h$
+# **Exercise 5 — predict, then measure (1 point).** The LSTM of section 8 keeps every digit in its state ($h$
 # and $c$, 64 numbers each) until it is needed. *Before running the next cells*: trained the same way (one epoch, same
 # recipe), would the same LSTM get a **higher** or **lower** exact match on 5-digit reversals than on
 # 8-digit ones? Return your prediction from `my_prediction()` and give your reason in a comment; the
@@ -1055,7 +1055,7 @@ fit(short_lstm, make_loader(*short_train, batch_size=64, shuffle=True, seed=0), 
 short_exact = 100 * target_correct(short_lstm, *short_test).all(axis=1).mean()
 print(f"LSTM exact match after one epoch (seed 0): 5 digits {short_exact:.1f}%, 8 digits {rev_exact['LSTM'][0]:.1f}%")
 
-# %%
+# %% [check: 1 point]
 measured = "higher" if short_exact > rev_exact["LSTM"][0] else "lower"
 predicted = check.answer_of("my_prediction", my_prediction)
 check.check_true("my_prediction", predicted == measured,

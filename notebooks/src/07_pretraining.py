@@ -906,7 +906,7 @@ print("a name without * is answered with a message, not an error:", box.result i
 # ## Exercises
 
 # %% [markdown]
-# **Exercise 1 — names that teach nothing.** Each letter of a name is chosen for masking with
+# **Exercise 1 — names that teach nothing (2 points).** Each letter of a name is chosen for masking with
 # probability $p$, independently. Write `p_nothing_masked(length, p)`: the probability that a name
 # with `length` letters has **no** chosen letter (so it contributes nothing to the MLM loss in that
 # batch).
@@ -918,13 +918,13 @@ def p_nothing_masked(length, p):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 check.check_function("p_nothing_masked", p_nothing_masked,
                      [((5, 0.15), 0.85 ** 5), ((1, 0.5), 0.5), ((10, 0.15), 0.85 ** 10), ((6, 0.0), 1.0)])
 print(f"a 6-letter name has no masked letter {100 * p_nothing_masked(6, 0.15):.0f}% of the time")
 
 # %% [markdown]
-# **Exercise 2 — how well were the hidden letters guessed?** Write
+# **Exercise 2 — how well were the hidden letters guessed? (2 points)** Write
 # `hidden_accuracy(logits, inputs, targets)` for `logits: (B, T, V)`, the corrupted `inputs: (B, T)`
 # and `targets: (B, T)` with $-100$ at unchosen positions: the share of **hidden** positions —
 # chosen, and changed in the input (masked or replaced) — where the most likely token (`argmax`) is
@@ -938,7 +938,7 @@ def hidden_accuracy(logits, inputs, targets):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 _logits = torch.tensor([[[0.0, 2.0, 1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
                         [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 5.0]]])
 _inputs = torch.tensor([[2, 0, 2], [0, 0, 2]])   # position (1, 2) was chosen but left unchanged
@@ -949,7 +949,7 @@ check.check_function("hidden_accuracy", hidden_accuracy,
                        1 / 3)])
 
 # %% [markdown]
-# **Exercise 3 — counting a BERT layer.** A BERT layer of width $d$ has four $d\times d$ attention
+# **Exercise 3 — counting a BERT layer (2 points).** A BERT layer of width $d$ has four $d\times d$ attention
 # projections (query, key, value, output) with biases, a LayerNorm after attention, a feed-forward
 # network $d \to d_{ff} \to d$ with biases, and a second LayerNorm (each LayerNorm has a scale and a
 # shift of size $d$). Write `bert_layer_parameters(d, d_ff)` and check it against MiniLM's layers
@@ -965,13 +965,13 @@ def bert_layer_parameters(d, d_ff):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 minilm_layer = count_parameters(minilm.encoder.layer[0])
 check.check_function("bert_layer_parameters", bert_layer_parameters,
                      [((384, 1536), minilm_layer), ((768, 3072), 7_087_872), ((64, 256), 49_984)])
 
 # %% [markdown]
-# **Exercise 4 — what a linear probe trains.** Write `probe_parameters(d_model, n_classes)`: the
+# **Exercise 4 — what a linear probe trains (2 points).** Write `probe_parameters(d_model, n_classes)`: the
 # number of parameters that still train when a classifier's encoder of width `d_model` is frozen
 # and its head (dropout, then one linear layer on the pooled state, as in section 5) has
 # `n_classes` outputs. Work it out from the sizes, without counting: the check freezes real models
@@ -985,7 +985,7 @@ def probe_parameters(d_model, n_classes):
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def _frozen_classifier_count(d_model, n_classes):
     encoder = finetuning.freeze(Encoder(len(vocab), d_model=d_model, n_heads=4, n_layers=1, max_len=16))
     return count_parameters(finetuning.Classifier(encoder, n_classes=n_classes), trainable_only=True)
@@ -996,7 +996,7 @@ check.check_function("probe_parameters", probe_parameters,
                       ((384, 2), count_parameters(pretrained.TopLayers(minilm, from_layer=6), trainable_only=True))])
 
 # %% [markdown]
-# **Exercise 5 — predict, then measure: the encoder or the probe?** A linear probe trains only a
+# **Exercise 5 — predict, then measure: the encoder or the probe? (2 points)** A linear probe trains only a
 # linear layer on top of frozen features. Suppose the frozen encoder is **randomly initialised**
 # instead of pretrained. Before running anything, predict where such a probe lands with 32 labels on
 # the validation names: near the pretrained probe of section 5, near the network trained from
@@ -1025,7 +1025,7 @@ print(f"probe of a random frozen encoder, 32 labels: {100 * np.mean(random_probe
       f"from scratch {100 * np.mean(curves['from scratch'][32]):.1f}%)")
 ### END SOLUTION
 
-# %%
+# %% [check: 2 points]
 _scores = check.answer_of("random_probe_scores", lambda: random_probe_scores)
 _guess = check.answer_of("random_probe_guess", lambda: random_probe_guess)
 check.check_true("random_probe_scores", isinstance(_scores, (list, tuple, np.ndarray)) and len(_scores) == SEEDS[32],

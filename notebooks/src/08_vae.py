@@ -732,7 +732,7 @@ results.expect("Keras VAE -ELBO minus the PyTorch VAE's", k_neg_elbo - val_terms
 #
 # ## Exercises
 #
-# ### Exercise 1 — the Gaussian log-density
+# ### Exercise 1 — the Gaussian log-density (2 points)
 # The importance weights need $\log q_\phi(z \mid x)$, which section 4 took from `torch.distributions`.
 # Write it yourself: complete `log_normal_scratch(z, mu, logvar)`, the log-density of
 # $\mathcal N(\mu, \operatorname{diag} e^{\text{logvar}})$ at $z$, summed over the last dimension (all three
@@ -746,7 +746,7 @@ def log_normal_scratch(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) 
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 g = torch.Generator().manual_seed(10)
 cases = []
 for shape in [(1, 1), (4, 2), (3, 5)]:
@@ -755,7 +755,7 @@ for shape in [(1, 1), (4, 2), (3, 5)]:
 check.check_function("log_normal_scratch", log_normal_scratch, cases, atol=1e-8)
 
 # %% [markdown]
-# ### Exercise 2 — KL between two Gaussians
+# ### Exercise 2 — KL between two Gaussians (2 points)
 # Generalise the derivation of section 4: complete `kl_normal(m1, s1, m2, s2)`, the KL divergence
 # $\mathrm{KL}(\mathcal N(m_1, s_1^2) \,\|\, \mathcal N(m_2, s_2^2))$ for scalars (floats; $s$ = standard
 # deviation). Hint: expand $\mathbb E_q[\log q - \log p]$ as above, now with $\mathbb E_q[(z-m_2)^2] =
@@ -768,7 +768,7 @@ def kl_normal(m1: float, s1: float, m2: float, s2: float) -> float:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def _kl_reference(m1, s1, m2, s2):
     return float(torch.distributions.kl_divergence(torch.distributions.Normal(m1, s1),
                                                    torch.distributions.Normal(m2, s2)))
@@ -779,7 +779,7 @@ kl_cases = [(args, _kl_reference(*args)) for args in
 check.check_function("kl_normal", kl_normal, kl_cases, atol=1e-5)
 
 # %% [markdown]
-# ### Exercise 3 — predict, then measure: importance weighting on a collapsed model
+# ### Exercise 3 — predict, then measure: importance weighting on a collapsed model (2 points)
 # The $\beta = 4$ VAE of section 4 has collapsed: its KL is near zero, so $q_\phi(z \mid x) \approx p(z)$ for every
 # image. **Before running anything**, predict: on the validation images, by how much does $-\mathcal L_{100}$ improve
 # on its $-$ELBO — (a) by less than 0.1 nat, (b) by about as much as for the $\beta = 1$ model (the gap printed
@@ -797,7 +797,7 @@ iw_collapsed = -float(vae.importance_weighted_bound(collapsed, Xva, 100, generat
 measured_gap = elbo_collapsed - iw_collapsed
 ### END SOLUTION
 
-# %%
+# %% [check: 2 points]
 _collapsed = beta_models[4.0]
 _elbo = vae.elbo_terms(_collapsed, Xva, samples=10, generator=torch.Generator().manual_seed(1))["neg_elbo"]
 _gap = _elbo - (-float(vae.importance_weighted_bound(_collapsed, Xva, 100, generator=torch.Generator().manual_seed(1)).mean()))

@@ -717,7 +717,7 @@ results.expect("Keras distilled student test accuracy", 100 * keras_acc, 98.3,
 #
 # ## Exercises
 #
-# ### Exercise 1 — the soft term through `F.kl_div`
+# ### Exercise 1 — the soft term through `F.kl_div` (2 points)
 # PyTorch's `F.kl_div(input, target)` computes a KL divergence, but its conventions trip many people
 # up: which of the two distributions goes first, which one it wants as log-probabilities, and what
 # `reduction="mean"` divides by. Read its documentation, then complete
@@ -736,7 +736,7 @@ def soft_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: flo
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 g = torch.Generator().manual_seed(5)
 s_, t_ = torch.randn(8, 10, generator=g, dtype=torch.float64), 3 * torch.randn(8, 10, generator=g, dtype=torch.float64)
 ok, hint = True, ""
@@ -768,7 +768,7 @@ for T_ in (4.0, 1.0, 10.0):
 check.check_true("soft_term == lib.distill.distillation_loss with alpha = 0", ok, hint)
 
 # %% [markdown]
-# ### Exercise 2 — logit matching, when the logits are not centred
+# ### Exercise 2 — logit matching, when the logits are not centred (2 points)
 # Section 4 derived $T^2\,\partial\,\mathrm{KL} / \partial z_i \to (z_i - v_i)/N$ for logits with mean zero.
 # A network's logits rarely have mean zero: all ten can sit around +5. Complete `high_T_gradient(z, v)`:
 # for student logits `z` and teacher logits `v` of shape `(batch, N)`, with any means, return the limit
@@ -787,7 +787,7 @@ def high_T_gradient(z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 g = torch.Generator().manual_seed(7)
 z_ = torch.randn(5, 10, generator=g, dtype=torch.float64) + 5 * torch.randn(5, 1, generator=g, dtype=torch.float64)
 v_ = 3 * torch.randn(5, 10, generator=g, dtype=torch.float64) - 4
@@ -819,7 +819,7 @@ else:
 check.check_true("high_T_gradient == autograd at T = 10^4 (to 1 %)", near(got, autograd_limit), hint)
 
 # %% [markdown]
-# ### Exercise 3 — the share, pooled and seed by seed
+# ### Exercise 3 — the share, pooled and seed by seed (2 points)
 # Complete `shares(teacher_errors, scratch_errors, distilled_errors)`: the teacher's test errors (one
 # number), then the scratch and distilled students' errors seed by seed (two lists, paired: entry $k$
 # of each is seed $k$). Return a pair: the share of the gap as section 5 computes it, from the students'
@@ -838,7 +838,7 @@ def shares(teacher_errors: float, scratch_errors, distilled_errors) -> tuple[flo
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 def expected_shares(t, s, d):
     s, d = np.asarray(s, dtype=float), np.asarray(d, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):     # a seed with no gap has no share (inf or nan)
@@ -867,7 +867,7 @@ for case in [(2, [14, 12, 6], [4, 8, 7]), (67, [146], [74]), (10, [20, 30], [15,
 check.check_true("shares: pooled and per seed", ok, hint)
 
 # %% [markdown]
-# ### Exercise 4 — does any teacher help? (predict, then run)
+# ### Exercise 4 — does any teacher help? Predict, then run (2 points)
 # Before running anything: distil a student with $\alpha = 0$ (soft targets only, no labels) from an
 # **untrained** LeNet, whose weights are random. Will its validation accuracy be `"close"` to the
 # scratch student's (within 2 points), `"far below"` it, or `"above"` it? Write your prediction in
@@ -895,7 +895,7 @@ def untrained_teacher_student() -> float:
     ### END SOLUTION
 
 
-# %%
+# %% [check: 2 points]
 measured = check.answer_of("untrained_teacher_student", lambda: untrained_teacher_student())
 scratch0 = val["scratch", None][0]
 outcome = "close" if abs(measured - scratch0) <= 2 else ("above" if measured > scratch0 else "far below")
