@@ -48,7 +48,7 @@ def answer_of(name: str, fn: Callable[[], Any]) -> Any:
     except NotImplementedError:
         problem = "not answered yet: replace `raise NotImplementedError()` with your code"
     except NameError as e:
-        problem = f"not answered yet ({e}): run the exercise cell first"
+        problem = f"not answered yet ({e}): answer the exercise cell above and run it"
     _fail(name, problem)  # outside the except clause: no "during handling of the above exception" chain
 
 
@@ -160,11 +160,12 @@ def install_friendly_errors(shell: Any = None) -> bool:
       traceback through this module becomes one line pointing to it;
     - ``NotImplementedError`` raised at the top level of a cell (an unanswered exercise): "not
       answered yet";
-    - ``NameError`` at the top level of a cell (a check run before its exercise cell, or any cell run
-      before the one that defines a name): "run the cell that defines it first".
-    The same errors raised deeper, inside a function, keep IPython's full traceback: there they are
-    bugs to find, not a step skipped. The cell still ends in an error, so an autograder gives no points
-    and nbval still fails; only the display changes. Outside IPython this does nothing.
+    - ``NameError`` in code written in the notebook (a check run before its exercise cell, a cell run
+      before the one that defines a name, or a typo): "run the cell that defines it first; if no cell
+      defines it, check the spelling", with the line where it happened.
+    A ``NotImplementedError`` raised inside a function, and any error raised inside a library, keep
+    IPython's full traceback. The cell still ends in an error, so an autograder gives no points and
+    nbval still fails; only the display changes. Outside IPython this does nothing.
     """
     if shell is None:
         try:
@@ -178,33 +179,38 @@ def install_friendly_errors(shell: Any = None) -> bool:
     return True
 
 
-def _raised_in_cell(shell: Any, tb: types.TracebackType | None) -> bool:
-    """Whether the innermost frame of ``tb`` is the top level of a notebook cell."""
+def _notebook_frame(shell: Any, tb: types.TracebackType | None) -> types.FrameType | None:
+    """The innermost frame of ``tb`` if it runs code written in the notebook (a cell, or a function
+    defined in one: its globals are the notebook's namespace), else None."""
     if tb is None:
-        return False
+        return None
     while tb.tb_next is not None:
         tb = tb.tb_next
     frame = tb.tb_frame
-    return frame.f_code.co_name == "<module>" and frame.f_globals is getattr(shell, "user_ns", None)
+    return frame if frame.f_globals is getattr(shell, "user_ns", None) else None
 
 
-def friendly_message(etype: type, value: BaseException, top_level: bool) -> str | None:
-    """The one-line message shown for an exercise error, or None to keep the usual traceback."""
+def friendly_message(etype: type, value: BaseException, frame: types.FrameType | None) -> str | None:
+    """The one-line message shown for an exercise error raised in ``frame`` (None: not in notebook
+    code), or None to keep the usual traceback."""
+    top_level = frame is not None and frame.f_code.co_name == "<module>"
     if issubclass(etype, ExerciseFailed):
         return "this check did not pass yet (the ❌ line above says why)"
     if issubclass(etype, NotImplementedError) and top_level:
         return (f"{FAIL} not answered yet: replace `raise NotImplementedError()` in this cell with your "
                 "answer and run it again")
-    if issubclass(etype, NameError) and top_level:
-        return (f"{FAIL} {value}: run the cell that defines it first (for a check: the exercise cell "
-                "above it); if no cell defines it, check the spelling")
+    if issubclass(etype, NameError) and frame is not None:
+        where = "this cell" if top_level else f"`{frame.f_code.co_name}`"
+        return (f"{FAIL} {value} (line {frame.f_lineno} of {where}): run the cell that defines it first "
+                "(for a check: the cells above it, and its exercise cell); if no cell defines it, check the "
+                "spelling")
     return None
 
 
 def _short_traceback(shell: Any, etype: type, value: BaseException, tb: types.TracebackType | None,
                      tb_offset: int | None = None) -> None:
     """IPython's custom-exception hook; it must show the error itself (IPython ignores what it returns)."""
-    message = friendly_message(etype, value, _raised_in_cell(shell, tb))
+    message = friendly_message(etype, value, _notebook_frame(shell, tb))
     if message is None:
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
     else:  # published as an error (ename, evalue, a one-line traceback), as any failed cell is

@@ -110,11 +110,24 @@ def test_exercise_errors_are_one_line_in_ipython(shell, capsys):
     assert isinstance(error, NameError) and "run the cell that defines it first" in out
 
 
-def test_errors_inside_functions_keep_their_traceback(shell, capsys):
-    """A NameError or NotImplementedError inside a function is a bug to find: the full traceback stays."""
+def test_name_errors_in_notebook_functions_say_where(shell, capsys):
+    """A check's helper function that uses a name from an earlier section, run too early."""
     error, out = run(shell, "def f():\n    return never_defined_here\nf()", capsys)
-    assert isinstance(error, NameError) and "run the cell that defines it" not in out
-    assert "never_defined_here" in out and "f()" in out
+    assert isinstance(error, NameError)
+    assert "line 2 of `f`" in out and "run the cell that defines it first" in out and "Traceback" not in out
+
+
+def test_other_errors_keep_their_traceback(shell, capsys):
+    """A placeholder reached inside a function, or a NameError inside a library, is not a skipped step."""
+    error, out = run(shell, "def g():\n    raise NotImplementedError()\ng()", capsys)
+    assert isinstance(error, NotImplementedError) and "not answered yet" not in out and "g()" in out
+    error, out = run(shell, "import collections\ncollections.namedtuple('P', 'x')._make(None)", capsys)
+    assert isinstance(error, TypeError) and "collections" in out  # not ours: IPython's full traceback
+    module = type(sys)("elsewhere")
+    exec("def h():\n    return missing_name\n", module.__dict__)
+    shell.user_ns["elsewhere"] = module
+    error, out = run(shell, "elsewhere.h()", capsys)
+    assert isinstance(error, NameError) and "run the cell that defines it" not in out and "missing_name" in out
 
 
 def test_friendly_errors_need_ipython():

@@ -91,15 +91,15 @@ def test_nbgrader_release_equals_the_course_student_version(released, path):
     assert "### BEGIN SOLUTION" not in nbformat.writes(release)
 
 
-def submit(course: Path, student: str, name: str, solved: bool) -> None:
-    """Put a submission in ``course/submitted``: the release, with the instructor's answers if ``solved``."""
+def submit(course: Path, student: str, name: str, solved: bool | set[str]) -> None:
+    """Put a submission in ``course/submitted``: the release, with the instructor's answers to every
+    exercise if ``solved`` is True, or to the exercises whose answer cells ``solved`` names."""
     release = nbformat.read(course / "release" / name / f"{name}.ipynb", as_version=4)
-    if solved:
-        answers = {meta(c)["grade_id"]: c.source for c in nbformat.read(ROOT / "notebooks" / f"{name}.ipynb",
-                                                                        as_version=4).cells if meta(c).get("solution")}
-        for cell in release.cells:
-            if meta(cell).get("solution"):
-                cell.source = answers[meta(cell)["grade_id"]]
+    answers = {meta(c)["grade_id"]: c.source for c in nbformat.read(ROOT / "notebooks" / f"{name}.ipynb",
+                                                                    as_version=4).cells if meta(c).get("solution")}
+    for cell in release.cells:
+        if meta(cell).get("solution") and (solved is True or (solved and meta(cell)["grade_id"] in solved)):
+            cell.source = answers[meta(cell)["grade_id"]]
     folder = course / "submitted" / student / name
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(release, folder / f"{name}.ipynb")
@@ -148,3 +148,19 @@ def test_autograde_blank_scores_zero_and_solved_full_marks(tmp_path, path):
             assert not errors, f"{name}: a cell outside the exercises failed: {errors[0].ename}: {errors[0].evalue}"
     assert blank.cells[-1].cell_type == "markdown" or blank.cells[-1].execution_count is not None
     shutil.rmtree(tmp_path, ignore_errors=True)  # two executed copies of every data cache are not needed
+
+
+@pytest.mark.skipif(not FULL, reason="executes a notebook; set COURSE_TEST_CLASSROOM=1 (make test, CI)")
+def test_autograde_gives_the_points_of_the_exercises_answered(tmp_path):
+    """A partly answered chapter 00 (exercises 1 and 3 solved, 2 and 4 blank) scores their points."""
+    from nbgrader.api import Gradebook
+
+    path = CHAPTERS[0]
+    name, points = path.stem, designed_points(nbformat.read(path, as_version=4))
+    make_course(tmp_path, [path])
+    nbgrader(tmp_path, "generate_assignment", name)
+    submit(tmp_path, "partial", name, solved={"ex1", "ex3"})
+    nbgrader(tmp_path, "autograde", name, "--create")
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
+        submission = gradebook.find_submission(name, "partial")
+        assert (submission.score, submission.max_score) == (points[1] + points[3], sum(points.values()))

@@ -3,7 +3,8 @@
 
     python tools/nbgrader_course.py COURSE_DIR [notebooks/NN_name.ipynb ...]
 
-writes ``COURSE_DIR/nbgrader_config.py`` (from ``classroom/nbgrader_config.py``) and
+writes ``COURSE_DIR/nbgrader_config.py`` (from ``classroom/nbgrader_config.py``, unless the course
+already has one: yours, with your exchange and course id, is kept) and
 ``COURSE_DIR/source/NN_name/NN_name.ipynb`` for every chapter (or the ones given). Then, from
 COURSE_DIR: ``nbgrader generate_assignment NN_name`` writes the student release, which equals
 ``tools/student_version.py``'s. The instructor notebooks already carry nbgrader's cell metadata
@@ -28,7 +29,8 @@ def chapters() -> list[Path]:
 def make_course(course: Path, notebooks: list[Path] | None = None) -> list[str]:
     """Write the config and one source assignment per notebook into ``course``; return the assignments."""
     course.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ROOT / "classroom" / "nbgrader_config.py", course / "nbgrader_config.py")
+    if not (course / "nbgrader_config.py").exists():
+        shutil.copyfile(ROOT / "classroom" / "nbgrader_config.py", course / "nbgrader_config.py")
     names = []
     for notebook in notebooks or chapters():
         folder = course / "source" / notebook.stem

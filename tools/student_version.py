@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Write the student version of notebooks: solutions removed, outputs cleared.
 
-    python tools/student_version.py [notebooks/NN_name.ipynb ...] [--out student] [--force]
+    python tools/student_version.py [notebooks/NN_name.ipynb ...] [--out DIR] [--force]
+
+Without notebooks, every chapter of the course's ``notebooks/``; without ``--out``, the course's
+``student/`` folder (both found from this file, wherever it is run from).
 
 Every region between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes
 ``# YOUR CODE HERE`` + ``raise NotImplementedError()`` at the marker's indentation, exactly as
@@ -20,6 +23,7 @@ from pathlib import Path
 import nbformat
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def strip_solutions(source: str) -> str:
@@ -57,10 +61,12 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("student"))
+    parser.add_argument("--out", type=Path, default=ROOT / "student")
     parser.add_argument("--force", action="store_true", help="overwrite student notebooks that exist")
     args = parser.parse_args()
-    paths = args.notebooks or sorted(Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        parser.error(f"no notebooks found in {ROOT / 'notebooks'}")
     args.out.mkdir(parents=True, exist_ok=True)
     for path in paths:
         target = args.out / path.name

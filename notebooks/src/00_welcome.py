@@ -86,7 +86,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lib import data, text
+from lib import check, data, text
 from lib.device import environment_report, print_environment, setup_notebook
 from lib.plot import image_grid
 
@@ -437,13 +437,10 @@ print(browser.result)
 # Each exercise has a cell for your answer (replace `raise NotImplementedError()` in the student version)
 # and a check cell that says ✅ or ❌.
 #
-# **Exercise 1 (2 points).** Complete `class_counts(y)` so that it returns a list of how many examples of each digit
+# **Exercise 1 — counting classes (2 points).** Complete `class_counts(y)` so that it returns a list of how many examples of each digit
 # 0–9 the label array `y` holds. (Hint: `np.bincount`.)
 
 # %%
-from lib import check
-
-
 def class_counts(y: np.ndarray) -> list[int]:
     ### BEGIN SOLUTION
     return np.bincount(y, minlength=10).tolist()
@@ -457,7 +454,7 @@ check.check_equal("class_counts(digits test labels)",
                   [int((y_test == d).sum()) for d in range(10)])
 
 # %% [markdown]
-# **Exercise 2 (2 points).** Complete `mean_name_length(kind)`: the average number of characters of the *training*
+# **Exercise 2 — the average name (2 points).** Complete `mean_name_length(kind)`: the average number of characters of the *training*
 # names of one kind (`"female"`, `"male"` or `"last"`), from `text.names_split`.
 
 # %%
@@ -474,7 +471,7 @@ check.check_function("mean_name_length", mean_name_length,
                      [(("female",), expected["female"]), (("last",), expected["last"])])
 
 # %% [markdown]
-# **Exercise 3 (2 points).** The "add" sequence task stores two numbers of `length` digits side by side in each
+# **Exercise 3 — decoding a sum (2 points).** The "add" sequence task stores two numbers of `length` digits side by side in each
 # source row and their sum in the target row (most significant digit first). Complete
 # `decode_sum(src_row, length)` so that it returns the integer value of the *sum* of the two numbers in
 # one source row, computed from the source alone. The check compares your result with the number whose
@@ -500,8 +497,8 @@ check.check_function("decode_sum", decode_sum, cases)
 # baseline next to its models, because a number like "90 % accuracy" means nothing without one. The
 # simplest classifier ignores the image and always answers the digit that is most common in the
 # *training* set. *Before running anything*, predict its accuracy on the 360 test digits, in per cent
-# (hint: look at the class counts of exercise 1). The check measures it and accepts a prediction within
-# 5 points.
+# (hint: look at the class counts of exercise 1), and store it in `predicted_majority_accuracy`. The
+# check measures it and accepts a prediction within 5 points.
 
 # %%
 ### BEGIN SOLUTION

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lib import data
+from lib import check, data
 from lib.device import setup_notebook
 from lib.optim import SGD, Adam, AdamW, Param, optimize_path
 from lib.plot import contour_path, decision_boundary
@@ -647,9 +647,6 @@ print(f'lib.optim.Adam(eps=1e-3, eps_mode="keras") == keras.optimizers.Adam(epsi
 # $(\partial L_1/\partial w, \partial L_1/\partial b)$ for the data `x, y` of section 1.
 
 # %%
-from lib import check
-
-
 def mae_grad(theta: np.ndarray) -> np.ndarray:
     ### BEGIN SOLUTION
     r = theta[0] * x + theta[1] - y
@@ -729,7 +726,8 @@ check.check_function("nesterov_final", nesterov_final,
 # **Exercise 4 — predict, then measure: a loss 100 times larger (1 point).** Multiply the loss of section 6 by 100,
 # so every gradient is 100 times larger. *Before running anything*, predict by what factor the length of
 # the **first step** changes for (a) plain gradient descent and (b) Adam, both with the same learning rate
-# as before. Write your two numbers below; the check cell then measures both and compares.
+# as before. Store your two numbers in `factor_gd` and `factor_adam`; the check cell then measures both
+# and compares.
 
 # %%
 ### BEGIN SOLUTION

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lib import data, results
+from lib import check, data, results
 from lib.autograd import MLP, VALUE_OPS, Layer, Neuron, Value, draw_graph, random_expression, value_and_grad
 from lib.device import seeded, setup_notebook
 
@@ -778,9 +778,6 @@ print(network_widget.result)
 # compares it with PyTorch's autograd at several points.
 
 # %%
-from lib import check
-
-
 def softplus_grad(x: float) -> float:
     ### BEGIN SOLUTION
     return 1 / (1 + math.exp(-x))

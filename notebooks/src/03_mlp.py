@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, recall_score
 
-from lib import data, results
+from lib import check, data, results
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.device import model_device, seed_everything, seeded, setup_notebook
 from lib.mlp import MLP, NumpyMLP, cross_entropy, softmax, train_numpy_mlp
@@ -681,9 +681,6 @@ results.expect("Keras MLP test accuracy", 100 * keras_acc, 97.8, results.toleran
 # compares with autograd through `F.cross_entropy(..., label_smoothing=eps)`.
 
 # %%
-from lib import check
-
-
 def smoothed_ce_grad(logits: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
     ### BEGIN SOLUTION
     n, k = logits.shape

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from sklearn.svm import SVC
 from torch import nn
 
-from lib import data, results
+from lib import check, data, results
 from lib.cnn import (LeNet, ShiftAugment, conv2d_im2col, conv2d_loops, max_pool2d, random_shift, shift_images,
                      train_lenet)
 from lib.device import seed_everything, seeded, setup_notebook
@@ -671,9 +671,6 @@ results.expect("Keras CNN test accuracy", 100 * keras_acc, 99.4, results.toleran
 # measures (b) itself on validation digits.
 
 # %%
-from lib import check
-
-
 def my_predictions() -> tuple[bool, bool]:
     ### BEGIN SOLUTION
     return True, False
