@@ -47,7 +47,8 @@ device = setup_notebook(seed=0)
 # pinned torch 2.13, and these two notices would otherwise follow every int8 cell
 warnings.filterwarnings("ignore", message=r"(?s).*torch\.ao\.quantization is deprecated")
 warnings.filterwarnings("ignore", message=r"(?s).*quantized tensor creation functions")
-workdir = Path(tempfile.mkdtemp(prefix="course11_"))  # every file of this chapter goes here
+scratch = tempfile.TemporaryDirectory(prefix="course11_")  # deleted when the kernel exits
+workdir = Path(scratch.name)  # every file of this chapter goes here
 
 X_train, y_train = (torch.tensor(a) for a in data.digits("train", images=True))
 X_val, y_val = (torch.tensor(a) for a in data.digits("val", images=True))
