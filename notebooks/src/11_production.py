@@ -582,15 +582,15 @@ print("every load-test request answered 200:",
 
 # %% [markdown]
 # The batcher works — requests share model calls (printed above) — yet the per-round throughput ratios
-# stay near 1: in the runs made while writing this chapter they fell between 0.74 and 1.1, no gain beyond
-# the noise. Read it with the latency table in mind. One image through the teacher costs onnxruntime a few
-# hundredths of a millisecond (batch 1 in section 4), while the server, sharing this machine's cores with
-# the client and other programs, handles only some hundreds of requests per second: milliseconds per
-# request of HTTP, JSON, validation and the event loop. Micro-batching can only save model calls, so for a
-# model this small it saves little of the total, and the printed gain varies from round to round and
-# machine to machine; it is a measurement, not a check. It pays where a call's fixed cost is large next to
-# the transport: a GPU (a kernel launch per layer, whatever the batch), or a large model whose weights
-# must be read from memory once per call — the reason LLM servers batch requests.
+# stay close to 1 and change from round to round: no gain that stands out from the noise. Read it with the
+# latency table in mind. One image through the teacher costs onnxruntime a few hundredths of a millisecond
+# (batch 1 in section 4), while the server, sharing this machine's cores with the client and other
+# programs, handles only some hundreds of requests per second: milliseconds per request of HTTP, JSON,
+# validation and the event loop. Micro-batching can only save model calls, so for a model this small it
+# saves little of the total, and the printed gain varies from round to round and machine to machine; it is
+# a measurement, not a check. It pays where a call's fixed cost is large next to the transport: a GPU (a
+# kernel launch per layer, whatever the batch), or a large model whose weights must be read from memory
+# once per call — the reason LLM servers batch requests.
 
 # %% [markdown]
 # ## 7. Widget: the latency/throughput explorer
