@@ -279,10 +279,13 @@ plt.show()
 # | 07 Pretraining, fine-tuning | learn from unlabeled data first | masked-language-model pretraining, fine-tuning a real pretrained encoder | data |
 # | 08 Autoencoders, VAEs | compress and generate | an autoencoder and a VAE that draws new digits | algorithms |
 # | 09 Knowledge distillation | a small model learns from a big one | a small CNN trained on a big CNN's soft labels, 10× fewer parameters | compute |
+# | 10 Scale and compute | what grows when models, data and compute grow | scaling laws measured on small GPTs, FLOP and memory arithmetic, checkpointing, mixed precision, data-parallel training on two processes | compute + data |
+# | 11 From notebook to production | a model that serves others | safe checkpoints, ONNX export checked against PyTorch, latency and compression measured, an HTTP server with input validation | compute |
 #
 # **Order.** 01 → 02 → 03 are the foundation for everything else. After them, 04 (images), 05 → 06 → 07
 # (sequences, attention, pretraining) and 08 (generative models) can be read in any order; 09 uses the
-# convolutional network of 04 as its teacher.
+# convolutional network of 04 as its teacher. 10 builds on 06's GPT, and 11 serves the networks of 04,
+# 06 and 09.
 
 # %% [markdown]
 # ## How the notebooks are tested
@@ -369,6 +372,20 @@ results.expect("example test accuracy", 98.1, 98.3, results.tolerance_for_accura
 # | variational autoencoder (VAE) | 变分自编码器 | 08 |
 # | knowledge distillation | 知识蒸馏 | 09 |
 # | teacher / student model | 教师模型 / 学生模型 | 09 |
+# | scaling law | 缩放定律（规模定律） | 10 |
+# | compute-optimal | 计算最优 | 10 |
+# | FLOPs (floating-point operations) | 浮点运算次数 | 10 |
+# | gradient accumulation | 梯度累积 | 10 |
+# | activation checkpointing | 激活检查点（重计算） | 10 |
+# | mixed precision / bfloat16 | 混合精度 / bfloat16 | 10, 11 |
+# | data parallelism / all-reduce | 数据并行 / 全归约 | 10 |
+# | sharded training (ZeRO, FSDP) | 分片训练（ZeRO、FSDP） | 10 |
+# | checkpoint (saved weights) | 检查点（模型权重文件） | 11 |
+# | model export / ONNX | 模型导出 / ONNX | 11 |
+# | inference / latency / throughput | 推理 / 延迟 / 吞吐量 | 11 |
+# | quantization (int8) | 量化（int8） | 11 |
+# | model compression | 模型压缩 | 09, 11 |
+# | inference server / micro-batching | 推理服务 / 微批处理 | 11 |
 # | large model | 大模型 | all |
 
 # %% [markdown]
