@@ -33,7 +33,7 @@ lab-instructor: $(STAMP)
 	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
 
 test: $(STAMP)
-	COURSE_TEST_CLASSROOM=1 $(BIN)/python -m pytest --nbval tests notebooks
+	COURSE_TEST_CLASSROOM=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval tests notebooks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
