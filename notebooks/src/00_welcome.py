@@ -281,11 +281,13 @@ plt.show()
 # | 09 Knowledge distillation | a small model learns from a big one | a small CNN trained on a big CNN's soft labels, 10× fewer parameters | compute |
 # | 10 Scale and compute | what grows when models, data and compute grow | scaling laws measured on small GPTs, FLOP and memory arithmetic, checkpointing, mixed precision, data-parallel training on two processes | compute + data |
 # | 11 From notebook to production | a model that serves others | safe checkpoints, ONNX export checked against PyTorch, latency and compression measured, an HTTP server with input validation | compute |
+# | 13 Trustworthy models | privacy, fairness, interpretability, robustness | a membership-inference attack and DP-SGD, fairness metrics on census data, integrated gradients, adversarial examples and training | data + algorithms |
 #
 # **Order.** 01 → 02 → 03 are the foundation for everything else. After them, 04 (images), 05 → 06 → 07
 # (sequences, attention, pretraining) and 08 (generative models) can be read in any order; 09 uses the
 # convolutional network of 04 as its teacher. 10 builds on 06's GPT, and 11 serves the networks of 04,
-# 06 and 09.
+# 06 and 09; 13 probes the networks of 04 and the encoder of 07. (Chapter 12, today's large language
+# models, is still being written.)
 
 # %% [markdown]
 # ## How the notebooks are tested
@@ -386,6 +388,13 @@ results.expect("example test accuracy", 98.1, 98.3, results.tolerance_for_accura
 # | quantization (int8) | 量化（int8） | 11 |
 # | model compression | 模型压缩 | 09, 11 |
 # | inference server / micro-batching | 推理服务 / 微批处理 | 11 |
+# | membership inference | 成员推断 | 13 |
+# | differential privacy / DP-SGD | 差分隐私 / 差分隐私随机梯度下降 | 13 |
+# | demographic parity / equalised odds | 人口统计均等 / 均等化几率 | 13 |
+# | integrated gradients / saliency map | 积分梯度 / 显著图 | 13 |
+# | adversarial example / adversarial training | 对抗样本 / 对抗训练 | 13 |
+# | robustness / interpretability / fairness | 鲁棒性 / 可解释性 / 公平性 | 13 |
+# | multi-task learning | 多任务学习 | 13 |
 # | large model | 大模型 | all |
 
 # %% [markdown]
