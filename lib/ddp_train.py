@@ -13,9 +13,11 @@ or as two "nodes" (run each line on its own machine, with the first machine's ad
     torchrun --nnodes 2 --node-rank 0 --nproc-per-node 1 --master-addr 127.0.0.1 --master-port 29500 -m lib.ddp_train ...
     torchrun --nnodes 2 --node-rank 1 --nproc-per-node 1 --master-addr 127.0.0.1 --master-port 29500 -m lib.ddp_train ...
 
-Every process builds the same data and the same initial weights (seed 0) and trains with
-:func:`train_data_parallel`; rank 0 writes ``<out>/<sync>.pt``: the final weights, the seconds
-the training steps took (the slowest process), and the world size.
+On GPUs each process takes ``cuda:LOCAL_RANK`` and NCCL when the machine has a GPU per local
+process, otherwise gloo on the CPU; ``CUDA_VISIBLE_DEVICES=""`` forces the CPU (what the notebook
+does, to compare with a CPU reference). Every process builds the same data and the same initial
+weights (seed 0) and trains with :func:`train_data_parallel`; rank 0 writes ``<out>/<sync>.pt``: the
+final weights, the seconds the training steps took (the slowest process), and the world size.
 """
 from __future__ import annotations
 
@@ -118,7 +120,10 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    # NCCL needs one GPU per process on each machine; with fewer (e.g. two "nodes" on one machine with
+    # one GPU, both LOCAL_RANK 0: NCCL refuses a duplicate GPU) every process runs gloo on the CPU
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= local_world else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend)

@@ -9,7 +9,8 @@ trade compute for memory and time (accumulation, checkpointing, mixed precision,
   leaves out), :func:`training_memory` (bytes per parameter for weights, gradients and Adam),
   :func:`activation_bytes` (what autograd saves for the backward pass, measured with
   ``torch.autograd.graph.saved_tensors_hooks``).
-- Fitting: :func:`power_law`, :func:`fit_power_law` (``L = E + A x^-alpha`` with a t interval).
+- Fitting: :func:`power_law`, :func:`fit_power_law` (``L = E + A x^-alpha`` with a t interval),
+  :func:`fit_log_slope` (a straight line in log-log, with its interval).
 - Trading: :func:`accumulated_gradients`, :func:`checkpointed`, :func:`autocast_step`; data
   parallelism is ``lib.ddp_train`` (a module and the script ``torchrun`` runs).
 
@@ -203,6 +204,23 @@ def fit_power_law(x: Sequence[float], y: Sequence[float], *, confidence: float =
             "A": (a_unit, (a - half[1]) * scale ** alpha, (a + half[1]) * scale ** alpha)}
 
 
+def fit_log_slope(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Slope of ``log y`` against ``log x`` by least squares (a pure power law ``y = a x^slope``), as
+    ``(value, low, high)`` with a Student's t interval on ``n - 2`` degrees of freedom (assumes
+    independent errors: optimistic for points that share runs). Needs at least 3 points, all > 0."""
+    from scipy.stats import t as student_t
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.ndim != 1 or x.shape != y.shape or len(x) < 3 or (x <= 0).any() or (y <= 0).any():
+        raise ValueError(f"need equally long 1-D x, y with at least 3 points, all > 0; got {x.shape}, {y.shape}")
+    require_number("confidence", confidence, 0, 1, low_open=True, high_open=True)
+    coef, cov = np.polyfit(np.log(x), np.log(y), 1, cov="unscaled")
+    residual = np.log(y) - np.polyval(coef, np.log(x))
+    slope, sigma2 = coef[0], float(residual @ residual) / (len(x) - 2)
+    half = student_t.ppf(0.5 + confidence / 2, len(x) - 2) * np.sqrt(cov[0, 0] * sigma2)
+    return float(slope), float(slope - half), float(slope + half)
+
+
 # --------------------------------------------------------------------------- scaling sweep
 def scaling_run(config: TransformerConfig, train: tuple[torch.Tensor, torch.Tensor],
                 val: tuple[torch.Tensor, torch.Tensor], *, snapshots: int, steps: int, batch_size: int = 32,
@@ -235,7 +253,9 @@ def compute_frontier(runs: list[dict], budgets: Sequence[float]) -> list[dict]:
     A run of N parameters can spend C on ``D = C / (6 N)`` tokens: its loss there is interpolated
     linearly in log tokens between its snapshots; past its last snapshot it counts with its last loss
     (it could have stopped there, using less than C); before its first snapshot it is left out.
-    Returns one dict per budget that some run covers: ``{"C", "N", "D" (tokens used), "loss"}``.
+    Returns one dict per budget that some run covers: ``{"C", "N", "D" (tokens used), "loss",
+    "saturated"}``; ``saturated`` is True when the best run ended before spending C (a budget past
+    the sweep: its point says nothing about how the optimal model grows).
     """
     out = []
     for c in budgets:
@@ -246,7 +266,8 @@ def compute_frontier(runs: list[dict], budgets: Sequence[float]) -> list[dict]:
             if d >= tokens[0]:
                 loss = float(np.interp(np.log(d), np.log(tokens), run["loss"]))
                 if best is None or loss < best["loss"]:
-                    best = {"C": float(c), "N": run["N"], "D": d, "loss": loss}
+                    best = {"C": float(c), "N": run["N"], "D": d, "loss": loss,
+                            "saturated": bool(c / (6 * run["N"]) > tokens[-1])}
         if best is not None:
             out.append(best)
     return out

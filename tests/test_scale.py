@@ -138,12 +138,23 @@ def test_power_law_fits_recover_known_exponents():
         scale.fit_power_law([1, 2, 3], [1, 2, 3])
 
 
+def test_fit_log_slope_interval_covers_the_exponent():
+    x = np.array([1e3, 3e3, 1e4, 3e4, 1e5])
+    value, low, high = scale.fit_log_slope(x, 7.0 * x ** 0.5 * np.array([1.0, 1.02, 0.98, 1.01, 1.0]))
+    assert low < 0.5 < high and abs(value - 0.5) < 0.02 and high - low < 0.1
+    flat = scale.fit_log_slope(x, np.array([2.0, 2.1, 1.9, 2.05, 1.95]))
+    assert flat[1] < 0 < flat[2]                           # no trend: the interval holds zero
+    with pytest.raises(ValueError, match="at least 3"):
+        scale.fit_log_slope([1, 2], [1, 2])
+
+
 def test_compute_frontier_picks_the_best_covered_run():
     runs = [{"N": 10, "tokens": [100, 1000], "loss": [3.0, 2.0]}, {"N": 100, "tokens": [100, 1000], "loss": [2.5, 1.0]}]
     front = scale.compute_frontier(runs, [6e2, 6e3, 6e4, 6e5, 6e7])  # 6e2: too little for any run
     assert [f["N"] for f in front] == [10, 10, 100, 100]
     assert [f["loss"] for f in front] == pytest.approx([3.0, 2.0, 1.0, 1.0])
     assert front[-1]["D"] == 1000                           # past its data, a run keeps its last loss
+    assert [f["saturated"] for f in front] == [False, False, False, True]
     middle = scale.compute_frontier(runs, [6e3 * 10 ** 0.5])  # halfway in log tokens
     assert middle[0]["loss"] == pytest.approx(2.5)
 
