@@ -10,7 +10,7 @@
   ``torch.ao.quantization.quantize_dynamic`` stores for a ``Linear``) and, one layer at a time, how much
   rounding that layer's weights moves the logits.
 - ``serve``, ``load_test``: the FastAPI server of ``lib.serve_app`` as a subprocess on 127.0.0.1 (always
-  stopped on leaving the block), and a bounded asynchronous load test against it.
+  stopped on leaving the block, by ``stop_process``), and a bounded asynchronous load test against it.
 """
 from __future__ import annotations
 
@@ -230,13 +230,18 @@ def serve(model_path: str | Path, *, max_batch: int = 64, window_ms: float = 0.0
                 time.sleep(0.05)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         process.stderr.close()
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Stop ``process``: ask politely (SIGTERM), and kill it if it has not exited after ``timeout`` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def get_json(url: str, timeout: float = 10.0) -> Any:

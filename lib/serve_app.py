@@ -9,13 +9,15 @@ lib.serve_app:app_from_env --host 127.0.0.1 --port P`` with ``COURSE_MODEL`` nam
 - ``POST /predict_batched``: the same answer, but requests that arrive while the model is busy (or within
   ``window_ms`` of the first) are stacked into one model call (dynamic micro-batching).
 
-Bad input never reaches the model: a wrong shape, a wrong type, a pixel outside [0, 1] (NaN included)
-or a missing field gets a 422 whose ``detail`` says what was expected; a batch above ``max_batch`` gets
-a 413. One thread runs the model, so both endpoints compete for the same single worker.
+Bad input never reaches the model: a wrong shape, a wrong type, a pixel that is not a number (NaN), a
+pixel outside [0, 1], a missing field or a body that is not JSON gets a 422 whose ``detail`` says what
+was expected; a batch above ``max_batch`` gets a 413. One thread runs the model, so both endpoints
+compete for the same single worker.
 """
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,8 +45,13 @@ class PredictRequest(BaseModel):
                 widths = sorted({len(row) for row in image})
                 raise ValueError(f"each image must be 8 rows of 8 pixels; image {i} has {len(image)} rows "
                                  f"of {widths} pixels")
-            if not all(0.0 <= p <= 1.0 for row in image for p in row):  # NaN fails both comparisons
-                raise ValueError(f"pixels must lie in [0, 1]; image {i} has a pixel outside")
+            pixels = [p for row in image for p in row]
+            if any(math.isnan(p) for p in pixels):
+                raise ValueError(f"pixels must be numbers in [0, 1]; image {i} has a pixel that is not a "
+                                 "number (NaN)")
+            if not all(0.0 <= p <= 1.0 for p in pixels):
+                raise ValueError(f"pixels must lie in [0, 1]; image {i} has a pixel at "
+                                 f"{next(p for p in pixels if not 0.0 <= p <= 1.0)}")
         return images
 
 
@@ -100,6 +107,15 @@ class MicroBatcher:
                 start += len(x)
 
 
+def _problem(error: dict) -> str:
+    """One ``"where: what"`` line for a pydantic error; a body that is not JSON at all says so, with
+    the character where decoding stopped (pydantic's own words are a bare ``"18: JSON decode error"``)."""
+    if error["type"] == "json_invalid":
+        return (f"the request body is not valid JSON: decoding stopped at character {error['loc'][-1]} "
+                f"({error.get('ctx', {}).get('error', 'invalid JSON')})")
+    return f"{'.'.join(str(p) for p in error['loc'][1:]) or 'body'}: {error['msg']}"
+
+
 def create_app(model_path: str, *, max_batch: int = 64, window_ms: float = 0.0) -> FastAPI:
     """The FastAPI application serving the ONNX model at ``model_path`` (input ``(batch, 1, 8, 8)``)."""
     import onnxruntime as ort
@@ -120,7 +136,7 @@ def create_app(model_path: str, *, max_batch: int = 64, window_ms: float = 0.0) 
     async def short_422(request: Request, error: RequestValidationError) -> JSONResponse:
         """422 with at most three ``"where: what"`` lines: pydantic's own answer lists every bad
         pixel and echoes the input, which cannot even be encoded when it holds a NaN."""
-        problems = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in error.errors()]
+        problems = [_problem(e) for e in error.errors()]
         more = [f"... and {len(problems) - 3} more"] if len(problems) > 3 else []
         return JSONResponse(status_code=422, content={"detail": problems[:3] + more})
 

@@ -144,9 +144,10 @@ def test_server_rejects_bad_input_with_a_message(client, body, code, words):
 
 def test_server_rejects_nan_and_broken_json(client):
     nan_image = "[" + ",".join(["[NaN,0,0,0,0,0,0,0]"] * 8) + "]"
-    for content in ('{"images": [' + nan_image + ']}', '{"images": [[['):
+    for content, words in (('{"images": [' + nan_image + ']}', "not a number (NaN)"),
+                           ('{"images": [[[', "not valid JSON: decoding stopped at character 14")):
         response = client.post("/predict_batched", content=content, headers={"content-type": "application/json"})
-        assert response.status_code == 422 and response.json()["detail"]
+        assert response.status_code == 422 and words in response.json()["detail"][0]
     assert client.get("/health").json() == {"status": "ok", "max_batch": 4}
 
 
@@ -184,6 +185,19 @@ def test_serve_starts_answers_and_stops(lenet_onnx):
         assert report["ok"] == report["requests"] == 20 and report["throughput"] > 0
     with pytest.raises(OSError):
         production.get_json(url + "/health", timeout=2.0)
+
+
+def test_stop_process_kills_a_process_that_ignores_terminate():
+    import subprocess
+    import sys
+
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+            "time.sleep(60)")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert process.stdout.readline().strip() == b"ready"  # the handler is installed
+    production.stop_process(process, timeout=0.5)
+    assert process.returncode == -9  # SIGKILL, after the ignored SIGTERM
+    process.stdout.close()
 
 
 def test_serve_stops_the_server_on_an_error(lenet_onnx):

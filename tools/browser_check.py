@@ -38,6 +38,8 @@ from urllib.parse import urlsplit
 
 import nbformat
 
+from lib.production import stop_process
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from student_version import student_notebook  # noqa: E402
 
@@ -213,12 +215,7 @@ def jupyterlab(root: Path, *, timeout: float = 120) -> Iterator[tuple[str, str]]
                 time.sleep(0.5)
         yield url, token
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=20)
         log.close()
 
 

@@ -66,7 +66,9 @@ print(f"train {tuple(X_train.shape)}, validation {tuple(X_val.shape)}, test {tup
 # - the **teacher**: chapter 04's `LeNet` (two conv blocks with batch norm, two linear layers), trained
 #   with chapter 09's recipe (one-cycle schedule, one-pixel shifts) for 20 epochs instead of 40;
 # - the **student**: chapter 09's distilled `LeNet(channels=(8, 16), hidden=32)`, trained on the
-#   teacher's soft targets ($T = 4$, $\alpha = 0.1$);
+#   teacher's soft targets at temperature $T = 4$ with $\alpha = 0.1$: the loss is $0.1 \times$ the
+#   cross-entropy with the labels (hard) plus $0.9 \times T^2 \times$ the KL divergence from the teacher's
+#   softened outputs (soft);
 # - a small **GPT** (`lib.transformer.GPT`, two layers, $d_\text{model} = 32$), freshly initialised: the
 #   export checks below compare computations, and they do not depend on what the weights have learnt.
 
@@ -76,11 +78,11 @@ torch.manual_seed(0)
 teacher = LeNet()
 train_classifier(teacher, X_train, y_train, epochs=20, lr=3e-3, batch_size=64, weight_decay=1e-2,
                  label_smoothing=0.0, schedule=one_cycle(), augment=ShiftAugment(max_shift=1, seed=0), seed=0,
-                 progress=False)
+                 device="cpu", progress=False)
 torch.manual_seed(0)
 student = LeNet(channels=(8, 16), hidden=32, dropout=0.0)
 train_classifier(student, X_train, y_train, epochs=30, lr=1e-2, batch_size=256, weight_decay=0.0,
-                 schedule=one_cycle(), label_smoothing=0.0, seed=0, progress=False,
+                 schedule=one_cycle(), label_smoothing=0.0, seed=0, device="cpu", progress=False,
                  soft_targets=distill.logits_of(teacher.eval(), X_train), soft_loss=distill.distillation(4.0, 0.1))
 teacher.eval(), student.eval()
 torch.manual_seed(0)
@@ -168,7 +170,17 @@ print("GPT round trip through save_model/load_model (exactly):",
 # translates the exported program into ONNX operators, and **onnxruntime** (Microsoft's inference
 # engine, with graph optimisations and kernels of its own) runs it without PyTorch.
 #
-# First `torch.export`, then ONNX, each checked against the eager model on several shapes. "Equal" means
+# First `torch.export`, then ONNX, each checked against the eager model on several shapes.
+# `lib.production.export_onnx` is one call of the exporter (plus silencing its progress messages):
+#
+# ```python
+# program = torch.onnx.export(model, (example,), dynamo=True, input_names=["x"],
+#                             dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}})
+# program.save(path)
+# ```
+#
+# with one `Dim` per dynamic axis (`dynamic={0: "batch", 1: "seq"}`), each bounded by `max_sizes`
+# (4096 unless stated). "Equal" means
 # within $10^{-5}$: the runtimes add the same numbers in different orders, so the last bits of a float32
 # may differ, and the printed lines state the tolerance rather than the digits.
 
@@ -202,7 +214,9 @@ print(f"opset {opset}; operators: {dict(sorted(operators.items()))}")
 # `Reshape` plus `Gemm` (general matrix multiply). The **opset** is the version of the ONNX operator set
 # the file uses; a runtime must support it.
 #
-# The GPT, with both the batch and the sequence length dynamic:
+# The GPT, with both the batch and the sequence length dynamic. Its position table has `max_len = 16`
+# rows, so no valid input is longer than 16 tokens: `max_sizes={1: 16}` gives the exporter that bound
+# for the `seq` symbol (the batch keeps the default bound of 4096).
 
 # %%
 gpt_onnx = production.export_onnx(production.ExportableGPT(gpt), torch.zeros(2, 8, dtype=torch.long),
@@ -270,7 +284,8 @@ results.expect("Keras student validation accuracy", keras_val, 97.5, results.tol
 # **`torch.compile`** (TorchInductor traces the model and generates fused C++ code; compiled once with
 # dynamic shapes), and **onnxruntime**. **Threads**: everything here uses one intra-op thread
 # (`setup_notebook` sets PyTorch's; `onnx_session(threads=1)`), so the runtimes are compared on equal
-# terms and the numbers do not depend on how many cores the machine lends us. A server with several
+# terms: no runtime gains from cores that the others do not use. (One thread does not make the numbers
+# independent of the machine: they still depend on the CPU and on what else it runs.) A server with several
 # cores usually runs several one-thread workers rather than one many-thread worker: small models do not
 # split well across threads, and each request then pays no synchronisation. The numbers below are
 # measurements on this machine, under whatever else it was running; they are printed, not compared.
@@ -326,7 +341,7 @@ for (runtime, precision) in RUNNERS:
     p95 = np.array([1e3 * r["p95"] for r in rows])
     line, = axes[0].plot(BATCHES, p50, "o-", label=f"{runtime}, {precision}")
     axes[0].fill_between(BATCHES, p50, p95, color=line.get_color(), alpha=0.15)
-    axes[1].plot(p50, [r["throughput"] for r in rows], "o-", color=line.get_color())
+    axes[1].plot(p50, [r["throughput"] for r in rows], "o-", color=line.get_color(), label=f"{runtime}, {precision}")
     for b, x, y in zip(BATCHES, p50, [r["throughput"] for r in rows]):
         if runtime == "onnxruntime" and precision == "float32":
             axes[1].annotate(f"batch {b}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
@@ -334,18 +349,26 @@ axes[0].set(xscale="log", yscale="log", xlabel="batch size", ylabel="latency (ms
             title="Latency grows with the batch")
 axes[1].set(xscale="log", yscale="log", xlabel="p50 latency (ms)", ylabel="throughput (images/s)",
             title="The trade-off: images/s bought with waiting")
-axes[0].legend(fontsize=7)
+for ax in axes:
+    ax.legend(fontsize=7)
 plt.show()
 
 # %% [markdown]
-# With float32 weights, throughput grows from batch 1 to batch 256 for every runtime (the fixed cost of
-# a call is shared by more images) while latency grows too; the check below states only that much, which
-# holds on any CPU (it compares the fastest of the 25 calls, which other programs disturb least). Which
-# runtime wins at which batch depends on the CPU and its load. One thing to look for in the table: in
-# the stored run onnxruntime's int8 model is *slower* than its float32 one at every batch size, because
-# its int8 convolution (`ConvInteger`, with the activations quantized at every call) has no kernel as
-# fast as the float32 one on this CPU. A smaller model is not always a
-# faster one; measure on the hardware that will serve it.
+# On the right, each curve's points are, from left to right, batch 1, 8, 64 and 256 (labelled on the
+# onnxruntime float32 curve). With float32 weights, throughput grows from batch 1 to batch 256 for every
+# runtime (the fixed cost of a call is shared by more images) while latency grows too; the check below states
+# only that much, which holds on any CPU (it compares the fastest of the 25 calls, which other programs
+# disturb least). Which runtime wins at which batch depends on the CPU and its load. One thing to look for in
+# the table: in the stored run onnxruntime's int8 model is *slower* than its float32 one at every batch size.
+# Its graph (printed below) shows why: every convolution became `ConvInteger` and every `Gemm` a
+# `MatMulInteger`, each preceded by a `DynamicQuantizeLinear` that quantizes the activations at every call and
+# followed by `Cast`/`Mul` nodes that turn the int32 sums back into floats; the float32 graph was one fused
+# `Conv` or `Gemm` per layer. On this CPU that extra work costs more than the smaller weights save. A smaller
+# model is not always a faster one; measure on the hardware that will serve it.
+
+# %%
+opset, int8_operators = production.onnx_operators(workdir / "teacher_int8.onnx")
+print(f"onnxruntime int8 graph, opset {opset}: {dict(sorted(int8_operators.items()))}")
 
 # %%
 # per-image cost of the fastest call: the least disturbed by other programs sharing the CPU
@@ -358,15 +381,16 @@ print("float32: images/s of the fastest call at batch 256 at least 1.5x that at 
 # ## 5. Compression
 #
 # A model's size on disk and in memory is mostly its weights. Four ways to shrink the teacher, and the
-# student of chapter 09, which is smaller by design:
+# student of chapter 09, which is smaller by design. **int8 dynamic quantization** stores each weight
+# matrix as 8-bit integers $q$ with one float **scale** $s$ per tensor, $w \approx s\,q$; activations are
+# quantized on the fly at each call ("dynamic"), the integer products accumulated in int32 and rescaled.
+# **float16** and **bfloat16** take half the bytes of float32: float16 keeps 10 bits of mantissa but a
+# small range; bfloat16 keeps float32's range with only 7 bits.
 #
-# - **int8 dynamic quantization**: each weight matrix is stored as 8-bit integers $q$ with one float
-#   **scale** $s$ per tensor, $w \approx s\,q$; activations are quantized on the fly at each call
-#   ("dynamic"), the integer products accumulated in int32 and rescaled. PyTorch's
-#   `quantize_dynamic` does it for `Linear` layers; onnxruntime's for `Conv`, `MatMul` and `Gemm`.
-# - **float16 / bfloat16** weights: half the bytes of float32. float16 keeps 10 bits of mantissa but a
-#   small range; bfloat16 keeps float32's range with only 7 bits. Here the float16 weights are stored and
-#   converted back to float32 to compute (storage only); the bfloat16 model computes in bfloat16.
+# 1. **int8, PyTorch**: `quantize_dynamic` quantizes the `Linear` layers only;
+# 2. **int8, onnxruntime**: its `quantize_dynamic` quantizes `Conv`, `MatMul` and `Gemm`;
+# 3. **float16 weights**: stored as float16 and converted back to float32 to compute (storage only);
+# 4. **bfloat16**: weights stored in bfloat16 and the model computes in bfloat16.
 #
 # **Symmetric int8 from scratch.** With $m = \max |w|$, PyTorch uses $s = m / 127.5$ (the 255 steps of
 # $[-128, 127]$ spread over $[-m, m]$) and $q = \mathrm{round}(w / s)$ clamped to $[-128, 127]$, so each
@@ -437,10 +461,11 @@ table = {}
 for name, (file, predict) in VARIANTS.items():
     accuracy = 100 * float((predict(X_test).argmax(1) == y_test).float().mean())
     speed = production.latency(lambda: predict(X_big[:64]), repeats=25, warmup=5, batch=64)
-    table[name] = {"kB": (workdir / file).stat().st_size / 1e3, "p50_ms": 1e3 * speed["p50"], "accuracy": accuracy}
-print(f"{'variant':30s} {'size (kB)':>9s} {'p50 @64 (ms)':>12s} {'test acc.':>9s}")
+    table[name] = {"kB": (workdir / file).stat().st_size / 1e3, "p50_ms": 1e3 * speed["p50"],
+                   "best_ms": 1e3 * speed["best"], "accuracy": accuracy}
+print(f"{'variant':30s} {'size (kB)':>9s} {'p50 @64 (ms)':>12s} {'best @64 (ms)':>13s} {'test acc.':>9s}")
 for name, row in table.items():
-    print(f"{name:30s} {row['kB']:9.1f} {row['p50_ms']:12.3f} {row['accuracy']:8.1f}%")
+    print(f"{name:30s} {row['kB']:9.1f} {row['p50_ms']:12.3f} {row['best_ms']:13.3f} {row['accuracy']:8.1f}%")
 reference_logits = teacher(X_test).detach()
 for name in ("teacher int8 (PyTorch)", "teacher int8 (onnxruntime)"):
     changed = int((VARIANTS[name][1](X_test).argmax(1) != reference_logits.argmax(1)).sum())
@@ -448,12 +473,15 @@ for name in ("teacher int8 (PyTorch)", "teacher int8 (onnxruntime)"):
           f"against float32; {changed} of {len(X_test)} test predictions changed")
 
 # %% [markdown]
-# The sizes are properties of the files: float16 and bfloat16 halve the float32 file; onnxruntime's int8
-# file is under a third of its float32 file (every `Conv` and `Gemm` quantized), PyTorch's about half
-# (only the `Linear` layers, about two thirds of the weights, are quantized); the student is an order of
-# magnitude smaller than the teacher. On digits this easy int8 costs no measurable accuracy: in the stored
-# run no test prediction of the teacher changed (printed above); the check allows a loss of up to one
-# point. The distilled student costs about a point and a half. The checks:
+# The sizes are properties of the files: float16 and bfloat16 halve the float32 file; onnxruntime's int8 file
+# is under a third of its float32 file (every `Conv` and `Gemm` quantized), PyTorch's about half (only the
+# `Linear` layers, about two thirds of the weights, are quantized); the student is an order of magnitude
+# smaller than the teacher. The latencies need care: "teacher float16 weights" computes exactly like "teacher
+# float32 (PyTorch)" (the same float32 model once loaded), so any difference between those two rows is noise
+# from other programs sharing the CPU — compare the `best` column, the least disturbed call, before reading a
+# gap of a few tens of percent as real. On digits this easy int8 costs no measurable accuracy: in the stored
+# run no test prediction of the teacher changed (printed above); the check allows a loss of up to one point.
+# The distilled student costs about a point and a half. The checks:
 
 # %%
 sizes = {name: row["kB"] for name, row in table.items()}
@@ -478,23 +506,36 @@ results.expect("int8 (onnxruntime) accuracy loss", int8_loss, 0.0, 0.6, unit=" p
 # Rounding every weight of a layer moves that layer's output, and the error travels to the logits.
 # `lib.production.quantization_error_by_layer` rounds **one layer at a time** to int8 (the scheme above)
 # and measures the relative change of the logits on the validation images, $\lVert z_q - z\rVert /
-# \lVert z\rVert$. A layer whose weights include one large outlier gets a coarse scale for all the others;
-# a layer with few weights has few errors to average out.
+# \lVert z\rVert$. Two properties of a layer's weights are candidate explanations, printed beside each
+# error: its **number of weights**, and the ratio $\max|w| / \mathrm{std}(w)$ — the scale is set by the
+# largest weight, so a layer whose largest weight lies far out (a large ratio) rounds all its typical
+# weights coarsely. In the stored run neither candidate orders the errors: the teacher's smallest layer
+# is its worst, but the student's smallest is not, and in neither model is the layer with the largest
+# ratio the worst. The damage also depends on how much the layers after it amplify the
+# change, which is why it is measured, not assumed.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 layer_errors = {"teacher": production.quantization_error_by_layer(teacher, X_val),
                 "student": production.quantization_error_by_layer(student, X_val)}
-fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
 names = list(layer_errors["teacher"])
+short = dict(zip(names, ["conv1", "conv2", "fc1", "fc2"]))  # features.0.0, features.1.0, classifier.1, classifier.4
+layer_weights = {model_name: {n: dict(model.named_modules())[n].weight.detach() for n in names}
+                 for model_name, model in (("teacher", teacher), ("student", student))}
+fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
 for k, (model_name, errors) in enumerate(layer_errors.items()):
     ax.bar(np.arange(len(names)) + 0.4 * k - 0.2, [100 * errors[n] for n in names], width=0.4, label=model_name)
-ax.set(xticks=range(len(names)), xticklabels=names, ylabel="relative change of the logits (%)",
-       title="One layer's weights rounded to int8 at a time")
+ax.set(xticks=range(len(names)), ylabel="relative change of the logits (%)",
+       xticklabels=[f"{short[n]}\n{layer_weights['teacher'][n].numel():,} | {layer_weights['student'][n].numel():,} w"
+                    for n in names], title="One layer's weights rounded to int8 at a time (weights: teacher | student)")
 ax.legend()
 plt.show()
+print(f"{'model':8s} {'layer':6s} {'weights':>8s} {'max|w|/std':>10s} {'logit change':>12s}")
 for model_name, errors in layer_errors.items():
-    print(model_name, {n: f"{100 * e:.2f}%" for n, e in errors.items()})
+    for n in names:
+        w = layer_weights[model_name][n]
+        print(f"{model_name:8s} {short[n]:6s} {w.numel():8,d} {float(w.abs().max() / w.std()):10.1f} "
+              f"{100 * errors[n]:11.2f}%")
 
 # %%
 worst = max(e for errors in layer_errors.values() for e in errors.values())
@@ -521,7 +562,7 @@ results.expect("largest per-layer int8 error of the logits", 100 * worst, 0.74, 
 # `production.serve` starts uvicorn as a subprocess bound to 127.0.0.1 (nothing outside this machine
 # can reach it) on a free port, waits until it answers, and stops it when the `with` block ends — also
 # when a cell fails. Everything that needs the server happens inside one block, so no later cell can
-# leave it running. The load test is bounded: 128 requests of one image each, 32 in flight at a time,
+# leave it running. The load test is bounded: 64 requests of one image each, 16 in flight at a time,
 # 10 s per request at most, three rounds alternating the two endpoints.
 
 # %%
@@ -534,7 +575,7 @@ bad_requests = {
     "a batch of 65 images": {"images": X_val[:65, 0].tolist()},
     "broken JSON": b'{"images": [[[0.5,',
 }
-payloads = [{"images": [X_val[i % len(X_val), 0].tolist()]} for i in range(128)]
+payloads = [{"images": [X_val[i % len(X_val), 0].tolist()]} for i in range(64)]
 load = {"/predict": [], "/predict_batched": []}
 with production.serve(teacher_onnx, max_batch=64, window_ms=2.0) as url:
     code, answer = production.post(url + "/predict", {"images": X_val[:5, 0].tolist()})
@@ -552,7 +593,7 @@ with production.serve(teacher_onnx, max_batch=64, window_ms=2.0) as url:
     print("still serving after the bad requests:", code == 200)
     for round_ in range(3):
         for endpoint in load:
-            load[endpoint].append(production.load_test(url + endpoint, payloads, concurrency=32, timeout=10.0))
+            load[endpoint].append(production.load_test(url + endpoint, payloads, concurrency=16, timeout=10.0))
     stats = production.get_json(url + "/stats")
 try:
     production.post(url + "/predict", {"images": X_val[:1, 0].tolist()}, timeout=2.0)
@@ -567,30 +608,83 @@ print(f"{len(refusals)} kinds of bad request, all answered 4xx with a message:",
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-for endpoint, rounds in load.items():
-    for r in rounds:
-        print(f"{endpoint:17s} {r['ok']}/{r['requests']} ok, p50 {1e3 * r['p50']:6.1f} ms, "
-              f"p95 {1e3 * r['p95']:6.1f} ms, {r['throughput']:6.0f} requests/s")
-gain = np.array([b["throughput"] / u["throughput"] for u, b in zip(load["/predict"], load["/predict_batched"])])
-print(f"micro-batching's throughput gain, per round: {np.round(gain, 2)}; median {np.median(gain):.2f}x")
-print(f"/predict_batched: {stats['batched_requests']} requests in {stats['batched_calls']} model calls, "
-      f"{stats['batched_requests'] / stats['batched_calls']:.1f} requests per call on average")
+def report_load(load: dict, stats: dict) -> np.ndarray:
+    """Print each round of each endpoint and the batcher's statistics; return the per-round gains."""
+    for endpoint, rounds in load.items():
+        for r in rounds:
+            print(f"{endpoint:17s} {r['ok']}/{r['requests']} ok, p50 {1e3 * r['p50']:6.1f} ms, "
+                  f"p95 {1e3 * r['p95']:6.1f} ms, {r['throughput']:6.0f} requests/s")
+    gain = np.array([b["throughput"] / u["throughput"] for u, b in zip(load["/predict"], load["/predict_batched"])])
+    print(f"micro-batching's throughput gain, per round: {np.round(gain, 2)}; median {np.median(gain):.2f}x")
+    print(f"/predict_batched: {stats['batched_requests']} requests in {stats['batched_calls']} model calls, "
+          f"{stats['batched_requests'] / stats['batched_calls']:.1f} requests per call on average")
+    return gain
+
+
+gain = report_load(load, stats)
 
 # %%
 print("every load-test request answered 200:",
       all(r["ok"] == r["requests"] for rounds in load.values() for r in rounds))
 
 # %% [markdown]
-# The batcher works — requests share model calls (printed above) — yet the per-round throughput ratios
-# stay close to 1 and change from round to round: no gain that stands out from the noise. Read it with the
-# latency table in mind. One image through the teacher costs onnxruntime a few hundredths of a millisecond
-# (batch 1 in section 4), while the server, sharing this machine's cores with the client and other
-# programs, handles only some hundreds of requests per second: milliseconds per request of HTTP, JSON,
-# validation and the event loop. Micro-batching can only save model calls, so for a model this small it
-# saves little of the total, and the printed gain varies from round to round and machine to machine; it is
-# a measurement, not a check. It pays where a call's fixed cost is large next to the transport: a GPU (a
-# kernel launch per layer, whatever the batch), or a large model whose weights must be read from memory
-# once per call — the reason LLM servers batch requests.
+# The batcher works — requests share model calls (printed above) — but for the teacher it buys nothing you
+# can count on: in the runs made while writing this chapter the per-round ratio went from about 0.7 to
+# 2.1, often both below and above 1 within a single run. Read it with the latency table in mind. One
+# image through the teacher costs onnxruntime a few hundredths of a millisecond (batch 1 in section 4),
+# while the server, sharing this machine's cores with the client and other programs, handles only some
+# hundreds of requests per second: milliseconds per request of HTTP, JSON, validation and the event loop.
+# Micro-batching can only save model calls, so for a model this small there is nothing to save.
+#
+# ### When micro-batching pays: an expensive model call
+#
+# To see the other regime, serve a stand-in for a large model: the same input and output as the teacher,
+# but four hidden layers of 4096 units: 50.6 million parameters, about 200 MB of float32 weights. Its
+# weights are random — its answers mean nothing, only its cost matters. At batch 1 a call is dominated by
+# reading all the weights from memory, once per image; a batch of 16 reads them once for all 16 images,
+# so its call (below) costs a few times a single image's call but several times less per image. The
+# server and the load test are as above (16 requests in flight, three rounds alternating the endpoints),
+# with 48 requests per round.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+torch.manual_seed(0)
+wide = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4096), torch.nn.ReLU(),
+                           *[m for _ in range(3) for m in (torch.nn.Linear(4096, 4096), torch.nn.ReLU())],
+                           torch.nn.Linear(4096, 10)).eval()
+wide_onnx = production.export_onnx(wide, X_val[:4], workdir / "wide.onnx")
+print(f"the wide stand-in: {count_parameters(wide):,} parameters, {wide_onnx.stat().st_size / 1e6:.0f} MB of ONNX")
+del wide  # the server loads the ONNX file; no need to keep a second copy of the weights here
+wide_session = production.onnx_session(wide_onnx)
+for b in (1, 16):
+    t = production.latency(lambda: wide_session.run(None, {"input": X_big[:b].numpy()}), repeats=5, warmup=1,
+                           batch=b)
+    print(f"one call at batch {b:2d}: best {1e3 * t['best']:5.1f} ms, {1e3 * t['best'] / b:5.2f} ms per image")
+del wide_session
+wide_load = {"/predict": [], "/predict_batched": []}
+with production.serve(wide_onnx, max_batch=64, window_ms=2.0) as url:
+    for round_ in range(3):
+        for endpoint in wide_load:
+            wide_load[endpoint].append(production.load_test(url + endpoint, payloads[:48], concurrency=16,
+                                                            timeout=10.0))
+    wide_stats = production.get_json(url + "/stats")
+wide_gain = report_load(wide_load, wide_stats)
+
+# %%
+print("the wide model answered every request with 200:",
+      all(r["ok"] == r["requests"] for rounds in wide_load.values() for r in rounds))
+print("micro-batching raised the throughput in every round:", bool((wide_gain > 1).all()))
+print("median gain over the rounds at least 1.3x:", bool(np.median(wide_gain) >= 1.3))
+
+# %% [markdown]
+# Here micro-batching pays: the batched endpoint served more requests per second in every round. The
+# gain is bounded by the transport: batching removes most of the model's cost per request, but not the
+# milliseconds of HTTP, JSON and validation that remain, so it stays below roughly the ratio of the model's
+# cost per call to the transport's cost per request. In the runs made while writing this chapter, on a
+# machine shared with other work, every round of every run gained, and the median of a run was 2x or
+# more; the check asks for more throughput in every round and a median gain of at least 1.3x. The same
+# reasoning is why large language model servers batch requests: each call reads billions of weights,
+# whatever the batch, and on a GPU each layer also costs a kernel launch.
 
 # %% [markdown]
 # ## 7. Widget: the latency/throughput explorer
@@ -655,11 +749,13 @@ print("the widget now shows:", explorer.result, "| the row it draws is the measu
 #   without any error.
 # - Latency and throughput trade against each other through the batch size; measure p50 and p95 after
 #   warm-up, on a stated number of threads.
-# - int8 and 16-bit weights shrink the files 2–4x at no measurable accuracy cost here; distillation
+# - int8 and 16-bit weights shrink the files about 2–3x at no measurable accuracy cost here; distillation
 #   shrinks the model itself more than tenfold for a point or so of accuracy. Which layer suffers most
 #   from rounding is measured, not assumed.
 # - A server validates before it computes (422/413 with a message), runs the model in one place, and is
-#   load-tested with a bounded test; micro-batching pays when a model call is expensive next to a request.
+#   load-tested with a bounded test. Micro-batching pays when a model call is expensive next to a
+#   request: measured here, no consistent gain for the tiny teacher, a gain in every round for a
+#   200 MB model whose call costs milliseconds.
 #
 # **Further reading**: the safetensors documentation (format and security audit); PyTorch's
 # `torch.export` and `torch.onnx` tutorials; onnxruntime's performance tuning guide (threads, quantization);
@@ -673,7 +769,8 @@ print("the widget now shows:", explorer.result, "| the row it draws is the measu
 # One scale per tensor is set by the tensor's largest weight. **Per-channel** quantization gives each
 # output row $i$ of a weight matrix its own scale $s_i = \max_j |w_{ij}| / 127.5$. Complete
 # `int8_per_channel(w)` for a `(rows, columns)` float tensor: return `(q, scales)` with `q` int8 of the
-# same shape (round, then clamp to $[-128, 127]$) and `scales` a float tensor of shape `(rows,)`. The check
+# same shape (round $w \cdot (1/s_i)$ as section 5 does, then clamp to $[-128, 127]$) and `scales` a float
+# tensor of shape `(rows,)`. The check
 # compares it with PyTorch's `torch.quantize_per_channel` and confirms that its error is no larger than
 # the per-tensor scheme's on the teacher's first linear layer.
 
@@ -681,7 +778,7 @@ print("the widget now shows:", explorer.result, "| the row it draws is the measu
 def int8_per_channel(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ### BEGIN SOLUTION
     scales = w.abs().amax(dim=1) / 127.5
-    q = torch.clamp(torch.round(w / scales[:, None]), -128, 127).to(torch.int8)
+    q = torch.clamp(torch.round(w * (1 / scales[:, None])), -128, 127).to(torch.int8)
     return q, scales
     ### END SOLUTION
 
@@ -691,9 +788,10 @@ q_pc, scales_pc = check.answer_of("int8_per_channel", lambda: int8_per_channel(w
 reference = torch.quantize_per_channel(w_fc, scales_pc.double(), torch.zeros(len(w_fc), dtype=torch.long), 0,
                                        torch.qint8)
 check.check_close("scales", scales_pc, w_fc.abs().amax(dim=1) / 127.5, atol=1e-9)
-# PyTorch multiplies by 1/s: at a value almost halfway between two integers it may round the other way
-check.check_close("integers (torch.quantize_per_channel with your scales, to within one step)", q_pc.float(),
-                  reference.int_repr().float(), atol=1.0)
+mismatches = int((q_pc.to(torch.int64) != reference.int_repr().to(torch.int64)).sum())
+check.check_true("integers equal torch.quantize_per_channel's (at most 3 of them may differ)", mismatches <= 3,
+                 f"{mismatches} of {q_pc.numel()} integers differ: round (not floor or truncate) w * (1 / scale) "
+                 "in float32, then clamp to [-128, 127]")
 error_pc = (q_pc.float() * scales_pc[:, None] - w_fc).abs().max()
 check.check_true("per-channel error <= per-tensor error", bool(error_pc <= scale_lib / 2 * (1 + 1e-5)),
                  "each row's scale is at most the tensor's, so its rounding error cannot be larger")
@@ -716,8 +814,10 @@ student_fp16_bytes = sum(v.numel() * (2 if v.is_floating_point() else v.element_
 save_file({k: v.half() if v.is_floating_point() else v for k, v in student.state_dict().items()},
           workdir / "student_fp16.safetensors")
 raw = (workdir / "student_fp16.safetensors").read_bytes()
-check.check_equal("bytes of tensor data", check.answer_of("student_fp16_bytes", lambda: student_fp16_bytes),
-                  len(raw) - 8 - int.from_bytes(raw[:8], "little"))
+check.check_true("bytes of tensor data", check.answer_of("student_fp16_bytes", lambda: student_fp16_bytes)
+                 == len(raw) - 8 - int.from_bytes(raw[:8], "little"),
+                 "count numel() x bytes per number for every tensor of student.state_dict(): 2 for a floating "
+                 "tensor, element_size() for the others (the int64 counters)")
 
 # %% [markdown]
 # ### Exercise 3 — export the student and verify it (2 points)
@@ -737,7 +837,17 @@ with torch.no_grad():
 # %% [check: 2 points]
 diffs = check.answer_of("student_onnx_diffs", lambda: student_onnx_diffs)
 check.check_equal("number of shapes checked", len(diffs), 3)
-check.check_true("onnxruntime == PyTorch for the student (to 1e-5)", all(0 <= d <= 1e-5 for d in diffs),
-                 f"differences {diffs}: did the export run in evaluation mode, and on the student?")
 check.check_true("the exported file exists", (workdir / "student.onnx").is_file(),
                  "export to workdir / 'student.onnx'")
+# the check's own verification: reopen the file, rerun it, and recompute the differences
+reopened = production.onnx_session(workdir / "student.onnx")
+check.check_true("the batch axis of student.onnx is symbolic", isinstance(reopened.get_inputs()[0].shape[0], str),
+                 f"its input shape is {reopened.get_inputs()[0].shape}: export with a dynamic batch")
+with torch.no_grad():
+    recomputed = [float(np.abs(reopened.run(None, {reopened.get_inputs()[0].name: X_val[:n].numpy()})[0]
+                               - student(X_val[:n]).numpy()).max()) for n in (1, 5, 50)]
+check.check_true("student.onnx == PyTorch's student on 1, 5 and 50 images (to 1e-5)", max(recomputed) <= 1e-5,
+                 f"recomputed differences {recomputed}: did you export the student, in evaluation mode?")
+check.check_true("your differences match the recomputed ones (to 1e-6)",
+                 all(0 <= d <= 1e-5 and abs(d - r) <= 1e-6 for d, r in zip(diffs, recomputed)),
+                 f"yours {diffs}, recomputed {recomputed}: the largest |onnxruntime - PyTorch| per shape")
