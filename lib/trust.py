@@ -71,16 +71,19 @@ def dp_sgd_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, max_g
     return out
 
 
-def train_private(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epsilon: float, delta: float,
+def train_private(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epsilon: float | None, delta: float,
                   epochs: int, batch_size: int = 64, lr: float = 0.5, max_grad_norm: float = 1.0,
                   seed: int = 0, device=None) -> tuple[nn.Module, float, float]:
     """Train ``model`` with DP-SGD (SGD with momentum 0.9) through ``lib.train.fit``, using opacus'
     per-example gradients (``GradSampleModule``), clipping and noise (``DPOptimizer``).
 
-    The noise multiplier is the smallest one for which opacus' RDP accountant certifies
-    ``(epsilon, delta)`` after ``epochs`` passes with sampling rate ``batch_size / len(X)``; batches
-    are shuffled, not Poisson-sampled, the usual approximation of the accountant's assumption.
-    Returns ``(model, noise_multiplier, epsilon spent)``; the model trained in place is returned.
+    The noise multiplier is the smallest one for which opacus' RDP accountant bounds the privacy loss
+    by ``(epsilon, delta)`` after ``epochs`` passes with sampling rate ``batch_size / len(X)``.
+    ``epsilon=None`` trains with the same recipe and clipping but no noise (no privacy: the reference).
+    Batches are shuffled, not Poisson-sampled as the accountant assumes: the usual approximation, so the
+    reported epsilon is the accountant's figure for Poisson sampling, not a proof for this loader.
+    Returns ``(model, noise_multiplier, epsilon spent)`` (``inf`` without noise); the model trained in
+    place is returned.
     """
     from opacus import GradSampleModule
     from opacus.accountants import RDPAccountant
@@ -93,13 +96,14 @@ def train_private(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epsilon
 
     require_module("model", model)
     _require_batch(X, y)
-    require_number("epsilon", epsilon, low=0, low_open=True)
+    if epsilon is not None:
+        require_number("epsilon", epsilon, low=0, low_open=True)
     require_number("delta", delta, low=0, low_open=True, high=1)
     epochs = require_int("epochs", epochs, 1)
     batch_size = require_int("batch_size", batch_size, 1)
     rate = batch_size / len(X)
-    sigma = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=rate,
-                                 epochs=epochs, accountant="rdp")
+    sigma = 0.0 if epsilon is None else get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                                             sample_rate=rate, epochs=epochs, accountant="rdp")
     with seeded(seed):
         private = GradSampleModule(model)
         optimizer = DPOptimizer(torch.optim.SGD(private.parameters(), lr=lr, momentum=0.9),
@@ -109,9 +113,11 @@ def train_private(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epsilon
         with warnings.catch_warnings():  # opacus' hooks warn when the input needs no gradient: harmless here
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             fit(private, loader, epochs=epochs, optimizer=optimizer, device=device, progress=False)
+    private.remove_hooks()      # the plain model again (its parameters were trained in place)
+    if sigma == 0:
+        return model, 0.0, float("inf")
     accountant = RDPAccountant()
     accountant.history.append((sigma, rate, epochs * len(loader)))
-    private.remove_hooks()      # the plain model again (its parameters were trained in place)
     return model, float(sigma), float(accountant.get_epsilon(delta))
 
 
@@ -209,7 +215,7 @@ def weat(X: torch.Tensor, Y: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, 
     effect = float((s[:n].mean() - s[n:].mean()) / s.std())
     observed = s[:n].sum() - s[n:].sum()
     rng = np.random.default_rng(seed)
-    order = torch.as_tensor(np.stack([rng.permutation(len(s)) for _ in range(permutations)]))
+    order = torch.as_tensor(np.stack([rng.permutation(len(s)) for _ in range(permutations)]), device=s.device)
     stats = s[order[:, :n]].sum(1) - s[order[:, n:]].sum(1)
     return effect, float((stats >= observed - 1e-12).double().mean())
 

