@@ -382,14 +382,17 @@ results.expect("example test accuracy", 98.1, 98.3, results.tolerance_for_accura
 # | mixed precision / bfloat16 | 混合精度 / bfloat16 | 10, 11 |
 # | data parallelism / all-reduce | 数据并行 / 全归约 | 10 |
 # | sharded training (ZeRO, FSDP) | 分片训练（ZeRO、FSDP） | 10 |
+# | world size / rank | 世界大小 / 进程序号 | 10 |
 # | checkpoint (saved weights) | 检查点（模型权重文件） | 11 |
 # | model export / ONNX | 模型导出 / ONNX | 11 |
 # | inference / latency / throughput | 推理 / 延迟 / 吞吐量 | 11 |
-# | quantization (int8) | 量化（int8） | 11 |
+# | quantization (int8, per-tensor / per-channel) | 量化（int8，逐张量 / 逐通道） | 11 |
 # | model compression | 模型压缩 | 09, 11 |
 # | inference server / micro-batching | 推理服务 / 微批处理 | 11 |
 # | membership inference | 成员推断 | 13 |
 # | differential privacy / DP-SGD | 差分隐私 / 差分隐私随机梯度下降 | 13 |
+# | privacy accountant (Rényi DP) | 隐私会计（Rényi 差分隐私） | 13 |
+# | base rate / proxy feature | 基础比率 / 代理特征 | 13 |
 # | demographic parity / equalised odds | 人口统计均等 / 均等化几率 | 13 |
 # | integrated gradients / saliency map | 积分梯度 / 显著图 | 13 |
 # | adversarial example / adversarial training | 对抗样本 / 对抗训练 | 13 |
