@@ -196,8 +196,10 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     """Two gloo processes on 127.0.0.1 (DDP and the hand-written all-reduce) give one process's weights."""
     from lib.ddp_train import course_data, course_model
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-               "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "lib.ddp_train",
+    # --standalone: torchrun binds a free port itself (a port picked here first could be taken by another
+    # test process before torchrun binds it: this test failed once that way under pytest -n 2)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "lib.ddp_train",
                "--steps", "3", "--global-batch", "8", "--d-model", "16", "--sync", "ddp", "manual",
                "--out", str(tmp_path)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
