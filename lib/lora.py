@@ -337,22 +337,21 @@ def causal_lm_step(model: nn.Module, batch) -> dict:
 
 
 @torch.no_grad()
-def answer_scores(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example of a ``chat_batch``: the mean log-likelihood of its answer tokens (nats per token,
-    ``(n,)`` float) and whether greedy decoding would produce exactly the answer and then stop
+def answer_scores(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example of a ``chat_batch`` ``(input_ids, labels)`` (or, for ``UpperLayers``, the
+    ``lower_hidden`` of the ids and the labels): the mean log-likelihood of its answer tokens (nats per
+    token, ``(n,)`` float) and whether greedy decoding would produce exactly the answer and then stop
     (``(n,)`` bool: every labelled token is the arg-max given the tokens before it, which is what
     greedy generation from the prompt picks). One forward pass, in evaluation mode."""
-    require_tensor("input_ids", input_ids, "batch, seq", kind="long")
-    require_tensor("labels", labels, "batch, seq", shape=tuple(input_ids.shape), kind="long")
     device = next(model.parameters()).device
-    input_ids, labels = input_ids.to(device), labels.to(device)
+    inputs, labels = inputs.to(device), labels.to(device)
     target = labels[:, 1:]
     where = target != IGNORE_INDEX
     if not bool(where.any(1).all()):
         raise ValueError("every example needs at least one labelled (answer) token")
     with eval_mode(model):
-        hidden = model.get_decoder()(input_ids=input_ids).last_hidden_state[:, :-1]
-        logits = model.get_output_embeddings()(hidden[where]).float()        # (answer tokens, vocab)
+        hidden, head = _final_hidden(model, inputs, labels)
+        logits = head(hidden[:, :-1][where]).float()                         # (answer tokens, vocab)
     row = where.nonzero()[:, 0]
     logp = torch.log_softmax(logits, -1).gather(-1, target[where][:, None])[:, 0]
     count = where.sum(1)
@@ -384,7 +383,7 @@ def greedy_answers(model: nn.Module, tokenizer, words: list[str], *, max_new_tok
 
 def finetune_lora(model: nn.Module, tokenizer, pairs: list[tuple[str, str]], *, start: int = 24,
                   targets: tuple[str, ...] = ("q_proj", "v_proj"), r: int = 8, alpha: float = 16.0,
-                  lr: float = 1e-2, epochs: int = 4, batch_size: int = 8, seed: int = 0) -> History:
+                  lr: float = 1e-2, epochs: int = 3, batch_size: int = 8, seed: int = 0) -> History:
     """Put LoRA on ``targets`` of blocks ``start`` and above of ``model`` (``add_lora``, everything else
     frozen) and train it on ``pairs`` through ``lib.train.fit``: the frozen blocks below ``start`` run
     once (``lower_hidden``), then ``UpperLayers`` trains with ``causal_lm_step`` (loss on the answer

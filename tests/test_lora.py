@@ -193,6 +193,10 @@ def test_answer_scores_match_the_step_and_greedy_choice():
     labels2 = labels.clone()
     labels2[0, 6:] = greedy[0]  # row 0's "answer" is what the model would pick itself
     assert lora.answer_scores(model, ids, labels2)[1][0]
+    logp_up, exact_up = lora.answer_scores(lora.UpperLayers(model, 3), lora.lower_hidden(model, ids, 3), labels2)
+    assert torch.allclose(logp_up, lora.answer_scores(model, ids, labels2)[0], atol=1e-6) and exact_up[0]
+    with pytest.raises(ValueError, match="at least one labelled"):
+        lora.answer_scores(model, ids, torch.full_like(ids, IGNORE_INDEX))
 
 
 def test_antonym_pairs_are_disjoint_and_validated():
