@@ -14,7 +14,10 @@ from the pretrained model exactly; ``A`` starts random (Kaiming-uniform, as in p
   held-out pairs; ``chat_batch`` turns pairs into right-padded chat-template token ids whose labels are
   ``lib.text.IGNORE_INDEX`` everywhere except on the answer (and its end-of-turn token);
   ``causal_lm_step`` is the step for ``fit`` and ``evaluate`` (cross-entropy on the answer tokens only);
-  ``greedy_answers`` generates the model's answers to held-out prompts.
+  ``answer_scores`` gives each answer's log-likelihood and whether greedy decoding would produce it;
+  ``greedy_answers`` generates the model's answers.
+- Cheaper training with LoRA in the top blocks only: ``lower_hidden`` runs the frozen blocks below once,
+  ``UpperLayers`` is the rest of the model; ``finetune_lora`` is the chapter's recipe (through ``fit``).
 """
 from __future__ import annotations
 
@@ -86,14 +89,6 @@ class LoRALinear(nn.Module):
         self.A = nn.Parameter(a.to(device=weight.device, dtype=weight.dtype))
         self.B = nn.Parameter(torch.zeros(base.out_features, r, device=weight.device, dtype=weight.dtype))
 
-    @property
-    def in_features(self) -> int:
-        return self.base.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base.out_features
-
     def delta_weight(self) -> torch.Tensor:
         """The change LoRA makes to the weight: ``(alpha / r) B A``, shape ``(out, in)``."""
         return self.scale * (self.B @ self.A)
@@ -105,7 +100,7 @@ class LoRALinear(nn.Module):
     def merged(self) -> nn.Linear:
         """A new ``nn.Linear`` with weight ``W + (alpha / r) B A`` (and ``base``'s bias): the same map,
         one matrix product instead of three."""
-        out = nn.Linear(self.in_features, self.out_features, bias=self.base.bias is not None,
+        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
                         device=self.base.weight.device, dtype=self.base.weight.dtype)
         out.weight.copy_(self.base.weight + self.delta_weight())
         if self.base.bias is not None:
@@ -114,7 +109,7 @@ class LoRALinear(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, r={self.r}, alpha={self.alpha:g}"
+        return f"in={self.base.in_features}, out={self.base.out_features}, r={self.r}, alpha={self.alpha:g}"
 
 
 def _set(model: nn.Module, name: str, module: nn.Module) -> None:
