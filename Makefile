@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab lab-instructor test unit classroom browser-test notebook notebooks student clean-venv help
+.PHONY: lab lab-instructor test unit classroom browser-test site site-check notebook notebooks student clean-venv help
 
 help:
 	@echo "make lab        write the student versions to student/ (never overwriting your work) and open"
@@ -17,6 +17,8 @@ help:
 	@echo "make notebook NB=01_gradient_descent   rebuild one notebook from notebooks/src and execute it"
 	@echo "make notebooks  rebuild and execute every notebook"
 	@echo "make student    write student versions (solutions removed) to student/"
+	@echo "make site       build the website into _site/ from the stored notebooks (offline, nothing re-run)"
+	@echo "make site-check read every page of _site/ in headless Chromium (needs /usr/bin/chromium)"
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +54,12 @@ classroom: $(STAMP)
 
 browser-test: $(STAMP)
 	COURSE_TEST_BROWSER=1 $(BIN)/python -m pytest tests/test_browser.py
+
+site: $(STAMP)
+	$(BIN)/python tools/build_site.py
+
+site-check: $(STAMP)
+	$(BIN)/python tools/site_check.py
 
 clean-venv:
 	rm -rf $(VENV)

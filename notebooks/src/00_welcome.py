@@ -281,13 +281,14 @@ plt.show()
 # | 09 Knowledge distillation | a small model learns from a big one | a small CNN trained on a big CNN's soft labels, 10× fewer parameters | compute |
 # | 10 Scale and compute | what grows when models, data and compute grow | scaling laws measured on small GPTs, FLOP and memory arithmetic, checkpointing, mixed precision, data-parallel training on two processes | compute + data |
 # | 11 From notebook to production | a model that serves others | safe checkpoints, ONNX export checked against PyTorch, latency and compression measured, an HTTP server with input validation | compute |
+# | 12 Large language models today | a pretrained model, opened up and adapted | a real 135M-parameter chat model offline: its tokenizer, its block rebuilt from scratch with its own weights, decoding with a KV cache, sampling, a LoRA fine-tune, a look inside, its 4-bit weights | data + compute |
 # | 13 Trustworthy models | privacy, fairness, interpretability, robustness | a membership-inference attack and DP-SGD, fairness metrics on census data, integrated gradients, adversarial examples and training | data + algorithms |
 #
 # **Order.** 01 → 02 → 03 are the foundation for everything else. After them, 04 (images), 05 → 06 → 07
 # (sequences, attention, pretraining) and 08 (generative models) can be read in any order; 09 uses the
 # convolutional network of 04 as its teacher. 10 builds on 06's GPT, and 11 serves the networks of 04,
-# 06 and 09; 13 probes the networks of 04 and the encoder of 07. (Chapter 12, today's large language
-# models, is still being written.)
+# 06 and 09; 12 opens a real language model built like 06's GPT and tokenizes as 07's encoder does; 13
+# probes the networks of 04 and the encoder of 07.
 
 # %% [markdown]
 # ## How the notebooks are tested
@@ -389,6 +390,24 @@ results.expect("example test accuracy", 98.1, 98.3, results.tolerance_for_accura
 # | quantization (int8, per-tensor / per-channel) | 量化（int8，逐张量 / 逐通道） | 11 |
 # | model compression | 模型压缩 | 09, 11 |
 # | inference server / micro-batching | 推理服务 / 微批处理 | 11 |
+# | tokenizer / token | 分词器 / 词元 | 12 |
+# | byte-pair encoding (BPE) | 字节对编码 | 12 |
+# | vocabulary / special token | 词表 / 特殊词元 | 12 |
+# | RMSNorm (root-mean-square normalisation) | 均方根归一化 | 12 |
+# | rotary position embedding (RoPE) | 旋转位置编码 | 06, 12 |
+# | grouped-query attention (GQA) | 分组查询注意力 | 12 |
+# | SwiGLU (gated linear unit) | SwiGLU 门控线性单元 | 12 |
+# | KV cache | 键值缓存 | 12 |
+# | greedy decoding / sampling temperature | 贪心解码 / 采样温度 | 05, 12 |
+# | top-k / top-p (nucleus) sampling | top-k / top-p（核）采样 | 12 |
+# | chat template | 对话模板 | 12 |
+# | low-rank adaptation (LoRA) | 低秩适配 | 12 |
+# | instruction tuning | 指令微调 | 12 |
+# | RLHF / reward model | 基于人类反馈的强化学习 / 奖励模型 | 12 |
+# | DPO (direct preference optimisation) | 直接偏好优化 | 12 |
+# | residual stream / logit lens | 残差流 / logit 透镜 | 12 |
+# | induction head / attention sink | 归纳头 / 注意力汇聚点 | 12 |
+# | GGUF / Q4_1 (4-bit weights) | GGUF / Q4_1（4 位权重） | 12 |
 # | membership inference | 成员推断 | 13 |
 # | differential privacy / DP-SGD | 差分隐私 / 差分隐私随机梯度下降 | 13 |
 # | privacy accountant (Rényi DP) | 隐私会计（Rényi 差分隐私） | 13 |
