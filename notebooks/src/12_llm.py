@@ -6,7 +6,7 @@
 # masked ones) and then **adapted**: tuned to follow instructions, to chat, to a task. This chapter opens
 # such a model on a laptop, offline: **SmolLM2-135M-Instruct** (Hugging Face, 2024), a 135-million-parameter
 # decoder trained on 2 trillion tokens and then instruction-tuned. It is small by today's standards (the
-# largest open models have hundreds of billions of parameters) but it is built exactly like them, so each
+# largest open models have hundreds of billions to about a trillion parameters) but it is built exactly like them, so each
 # of its moving parts can be rebuilt from scratch and checked against the library the field uses,
 # Hugging Face `transformers`.
 #
@@ -204,15 +204,20 @@ for bpe_word in [" tokenizer", " the", " merges", " learning", " model", "Byte",
 # ### 1.2 The real tokenizer
 #
 # SmolLM2's tokenizer is the same algorithm with 48,900 merges learned from its training data, plus
-# three **special tokens** that no text produces: `<|im_start|>` and `<|im_end|>` frame each turn of a
-# chat (section 3), `<|endoftext|>` separates documents. Our encoder, given SmolLM2's merges and
+# 17 **special tokens** that no text produces (ids 0–16). Three matter in this chapter: `<|im_start|>`
+# and `<|im_end|>` frame each turn of a chat (section 3), `<|endoftext|>` separates documents. Our encoder, given SmolLM2's merges and
 # vocabulary, must produce exactly the library tokenizer's ids.
 
 # %%
 bpe_smol = bpe.BPE.from_tokenizer(tokenizer)
-bpe_unused = 256 + len(bpe_smol.merges) + 3 - len(tokenizer)
-print(f"vocabulary: {len(tokenizer)} tokens = {256 - bpe_unused} bytes (the {bpe_unused} never seen in text are left out) "
-      f"+ {len(bpe_smol.merges)} merges + 3 special tokens")
+bpe_vocab = tokenizer.get_vocab()
+bpe_missing = [b for b, symbol in bpe.byte_alphabet().items() if symbol not in bpe_vocab]
+bpe_special = len(tokenizer.added_tokens_decoder)
+assert 256 - len(bpe_missing) + len(bpe_smol.merges) + bpe_special == len(tokenizer)
+print(f"vocabulary: {len(tokenizer)} tokens = {256 - len(bpe_missing)} byte symbols + {len(bpe_smol.merges)} merges "
+      f"+ {bpe_special} special tokens")
+print(f"the {len(bpe_missing)} byte values left out (never in its training text; 0xc0, 0xc1 and 0xf5-0xff never "
+      f"occur in UTF-8): {' '.join(f'{b:#04x}' for b in bpe_missing)}")
 print("special tokens:", {t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens})
 
 bpe_kinds = {
@@ -277,8 +282,8 @@ print(f"total: English {bpe_en} tokens, Chinese {bpe_zh} tokens ({bpe_zh / bpe_e
 # SmolLM2 is a decoder-only Transformer, the same plan as chapter 06's `GPT`
 # (`lib.transformer.GPT`): token embeddings, a stack of pre-norm blocks, each `x + Attention(Norm(x))`
 # then `x + MLP(Norm(x))`, a final norm, and an output layer that shares its matrix with the embedding.
-# Four parts differ from chapter 06's `Block`, each adopted by Llama (Touvron et al., 2023) and most
-# models since:
+# Four parts differ from chapter 06's `Block`: the first three came with Llama (Touvron et al., 2023),
+# grouped-query attention with Llama 2's largest model and Llama 3, and most models since use all four:
 #
 # | chapter 06 `Block` | SmolLM2 (Llama) | why |
 # | --- | --- | --- |
@@ -327,7 +332,7 @@ print("rms_norm_scratch == LlamaRMSNorm (to 1e-5):", same)
 # Attention compares a query $q$ at position $m$ with a key $k$ at position $n$ through $q \cdot k$.
 # **Rotary embeddings** (RoPE, Su et al., 2021) encode the position by *turning* the vectors: split a
 # head's 64 dimensions into 32 pairs, and turn pair $i$ of a vector at position $m$ by the angle
-# $m\,\theta_i$, with $\theta_i = 10^{5\,(-2i/64)}$ (fast turns for the first pairs, slow ones for the last).
+# $m\,\theta_i$, with $\theta_i = 100000^{-2i/64}$ (fast turns for the first pairs, slow ones for the last).
 # Turning both by their own angles leaves $q \cdot k$ depending on $m - n$ only: the score sees how far
 # apart two tokens are, not where they are. `transformers` pairs dimension $i$ with $i + 32$. For a pair
 # $(a, b)$ the turn is $(a \cos\alpha - b \sin\alpha,\; b \cos\alpha + a \sin\alpha)$:
@@ -752,7 +757,8 @@ print(f"before: log-likelihood {logp_before.mean():.2f} nats per answer token, e
 # 1e-2 with cosine decay, 3 epochs of 5 batches of 8 (15 steps). Blocks 0–23 have no LoRA, so their output never
 # changes during training: it is computed once (`lora.lower_hidden`) and `fit` trains
 # `lora.UpperLayers`, blocks 24–29 with the final norm and output layer (chapter 07 did the same
-# with MiniLM). That is exactly the full model's computation, at a quarter of the cost per step.
+# with MiniLM). That is exactly the full model's computation, but each step's forward and backward
+# passes go through 6 of the 30 blocks instead of all 30.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -801,7 +807,7 @@ results.expect("held-out log-likelihood gain of the LoRA fine-tune", lora_gain, 
 results.expect("held-out replies in the trained format (one lower-case word)", 100 * lora_one_word(replies_after) / 16,
                100.0, results.tolerance_for_accuracy(100.0, 16), unit=" %", at_least=75)
 results.expect("held-out exact matches after the fine-tune", 100 * float(exact_after.float().mean()), 25.0,
-               results.tolerance_for_accuracy(25.0, 16), unit=" %")
+               results.tolerance_for_accuracy(25.0, 16), unit=" %", at_least=6)   # at least 1 of 16 (0 before)
 
 # %% [markdown]
 # The format is learned: every held-out reply is one lower-case word and stops, where the
@@ -963,8 +969,9 @@ results.expect("next-token loss drop from the first copy to the second (nats)",
 results.expect("strongest induction score", float(induction.max()), 0.84, 0.1, at_least=0.5)
 
 # %% [markdown]
-# What a student can see: on the repeated half the loss falls from about the loss of a random guess to
-# a few nats, and a handful of heads in the middle of the stack (layers 17-18 here) do the copying, each
+# What a student can see: on the repeated half the loss falls from worse than a uniform guess over the
+# vocabulary (ln 49,152 = 10.8 nats) to a few nats, and heads in the middle of the stack (the strongest
+# is printed above) do the copying, each
 # putting most of its weight on the token after the earlier occurrence (the stripe in the middle map).
 # Many other heads put most of their weight on the very first token, which carries no information about
 # what comes next (right map; the counts are printed above). Such **attention sinks** (Xiao et al., 2023)
@@ -1058,10 +1065,10 @@ print(f"next-token loss on a {text_ids.shape[1]}-token paragraph: {loss_8bit:.3f
 print("with the Q4_1 embedding:", repr(tokenizer.decode(answer_4bit, skip_special_tokens=True)))
 
 # %% [markdown]
-# In memory, as float32, the model takes 538 MB; the file holds it in 93 MB. Its 210 Q4_1 matrices (106 M
-# weights, 5 bits each) take 66 MB instead of 425 MB; the rest is the 8-bit embedding (27 MB). Quantizing
-# the 8-bit embedding to 4 bits gives each weight an error of up to half a step ($d/2$, about 9 % of
-# the weights' RMS on average), and the loss on the paragraph above moves by the amount printed: small, and
+# In memory, as float32, the model takes 538 MB; the file holds it in 98 MB. Its 210 Q4_1 matrices (106 M
+# weights, 5 bits each) take 66 MB instead of 425 MB; the rest is mostly the 8-bit embedding (30 MB) and the
+# tokenizer's vocabulary. Quantizing the 8-bit embedding to 4 bits moves each weight by at most half a
+# step ($d/2$), and the RMS error is about 9 % of the weights' RMS, and the loss on the paragraph above moves by the amount printed: small, and
 # the answer to the France question is unchanged. Not free: the makers of the file kept the embedding (the
 # most used matrix, also the output layer) at 8 bits. Chapter 11 quantized to int8 per channel with PyTorch;
 # Q4_1's block of 32 with its own scale *and* minimum is what makes 4 bits usable: an outlier only costs
@@ -1122,10 +1129,10 @@ print(repr(view.result))
 
 # %% [markdown]
 # ## Summary
-# - A real instruction-tuned model, SmolLM2-135M-Instruct, loads offline from a 93 MB 4-bit file; cached in
+# - A real instruction-tuned model, SmolLM2-135M-Instruct, loads offline from a 98 MB 4-bit file; cached in
 #   float32 it loads in seconds.
 # - Its tokenizer is byte-level BPE: merges learned from byte pairs, rebuilt here from scratch; English
-#   costs about a token a word, Chinese about a token a byte.
+#   costs about a token a word, Chinese almost two tokens a character.
 # - Its block is chapter 06's with four modern parts (RMSNorm, rotary embeddings, grouped-query attention,
 #   SwiGLU); rebuilt from scratch with the model's weights, it gives the model's logits.
 # - A decoding loop with a KV cache writes the same greedy tokens as `generate`; the cache makes a step's
@@ -1135,7 +1142,7 @@ print(repr(view.result))
 # - LoRA trains under 0.1 % of the weights (a low-rank change to frozen matrices), equals `peft`, and in seconds
 #   teaches the model a new answer format on prompts it never saw; merged, it costs nothing at run time.
 # - Inside, the answer to a factual prompt becomes readable only in the last blocks (logit lens), a few
-#   heads copy from earlier context (induction heads) and most rest on the first token.
+#   heads copy from earlier context (induction heads) and many rest on the first token.
 # - Q4_1 stores 32 weights in 20 bytes (a scale, a minimum, 4-bit levels): 5 bits a weight.
 #
 # ## Exercises
@@ -1183,7 +1190,8 @@ for min_p in (0.05, 0.2):   # compared as distributions: a filtered token has pr
 
 # %% [markdown]
 # **Exercise 6 — where does the answer appear? (1 point).**
-# Section 5.1 found " Paris" as the lens' top prediction only after the last block. Is that a property of
+# Section 5.1 found " Paris" as the lens' top prediction only after the very last blocks (block 30 in the
+# stored run). Is that a property of
 # that one prompt? Predict for "The capital of Japan is" (answer " Tokyo") and "The capital of Italy is"
 # (answer " Rome"): set `only_at_the_end` to `True` if you predict that, for both prompts, the answer is
 # the top prediction after block 30 and after no earlier block; `False` otherwise. Decide first; then the
